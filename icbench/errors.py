@@ -1,0 +1,52 @@
+"""Error types shared across icbench.
+
+Every error a user can cause by a bad file, name or path is an `IcbenchError`, so the CLI can print it
+as one paragraph and exit non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class IcbenchError(Exception):
+    """Base class of errors caused by user input (names, files, paths, checkpoints)."""
+
+
+class UnknownNameError(IcbenchError, KeyError):
+    """A name looked up in a registry (unit, family, dataset, ...) is not registered."""
+
+    def __init__(self, kind: str, name: object, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        msg = f"unknown {self.kind} {self.name!r}; known {self.kind}s: {', '.join(self.known) or '(none)'}"
+        close = difflib.get_close_matches(str(self.name), self.known, n=1)
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
+        return msg
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return self._message()
+
+
+class ConfigError(IcbenchError, ValueError):
+    """A study, search-space or other input file is invalid.
+
+    `source` names the file (or other origin) and `field` the dotted path of the offending entry.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
+        self.source = source
+        self.field = field
+        self.detail = message
+        where = ", ".join(p for p in (f"file {source}" if source else "", f"field {field!r}" if field else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class CheckpointError(IcbenchError):
+    """A checkpoint is unreadable, unsafe (needs arbitrary unpickling) or does not match the model."""
