@@ -1,0 +1,89 @@
+"""What each `run_study.py` subcommand does; `run_study.py` only parses arguments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import IcbenchError
+
+
+def dispatch(args: argparse.Namespace, strategy_args: dict[str, Any]) -> int:
+    return {
+        "run": _run,
+        "validate": _validate,
+        "sites": lambda a: _sites(a, strategy_args),
+        "report": _report,
+        "compare": _compare,
+    }[args.command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _validate(args)
+    from icbench.search import run_study
+
+    run = run_study(args.study, report=not args.no_report)
+    return 3 if run.stop_reason else 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from icbench.search import dry_run
+
+    dry_run(args.study)
+    return 0
+
+
+def _sites(args: argparse.Namespace, strategy_args: dict[str, Any]) -> int:
+    from icbench.cost import measure_cost
+    from icbench.families import build_model
+    from icbench.placement import apply, format_site_table, make_placement, sites
+
+    model = build_model(
+        args.family, args.size, num_classes=args.num_classes, in_chans=args.in_chans,
+        image_size=args.image_size, width=args.width,
+    )  # fmt: skip
+    shape = (args.in_chans, args.image_size, args.image_size)
+    site_list = sites(model, shape, family=args.family)
+    placement = None
+    if args.strategy:
+        placement = make_placement(site_list, args.strategy, args.unit, **strategy_args)
+    print(format_site_table(site_list, placement))
+    basic = measure_cost(model, shape, latency=False)
+    print(f"\nbasic network: {basic.macs / 1e6:.3f} MMac, {basic.params / 1e6:.4f} M params (FLOPs = 2 x MACs)")
+    if placement is not None:
+        cost = measure_cost(apply(model, placement, site_list), shape, latency=False)
+        print(f"placement {placement.canonical}: {cost.macs / 1e6:.3f} MMac, {cost.params / 1e6:.4f} M params")
+    return 0
+
+
+def _study_location(study: str) -> tuple[str, str, Path, str | None]:
+    """(storage URL, study name, report folder, study file) for a study file path."""
+    from icbench.search import load_study
+    from icbench.search.runner import storage_url
+
+    if not Path(study).exists():
+        raise IcbenchError(f"study file not found: {study}")
+    loaded = load_study(study)
+    return storage_url(loaded), loaded.config.name, Path(loaded.config.reports_dir) / loaded.config.name, study
+
+
+def _report(args: argparse.Namespace) -> int:
+    from icbench.report import build_report
+
+    url, name, out, study_file = _study_location(args.study)
+    build_report(url, name, out, study_file=study_file)
+    print(f"report written to {out}/")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from icbench.report import compare_studies
+
+    url_a, name_a, out_a, _ = _study_location(args.study_a)
+    url_b, name_b, _, _ = _study_location(args.study_b)
+    out = Path(args.out) if args.out else out_a.parent / f"compare-{name_a}-vs-{name_b}"
+    compare_studies(url_a, name_a, url_b, name_b, out)
+    print(f"comparison written to {out}/")
+    return 0

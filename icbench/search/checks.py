@@ -1,0 +1,209 @@
+"""Everything checked before any compute: names, targets, references, constraints, checkpoints.
+
+Every problem is a `ConfigError` naming the study or search-space file and the field, raised before Ray
+starts and before anything is written to storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import ConfigError, IcbenchError
+from icbench.search import space as sp
+from icbench.search.schema import CategoricalParam, LoadedStudy, MaskParam
+
+#: How many random points of the space are built and costed to validate it (and for the dry run's range).
+N_PROBE = 8
+
+
+@dataclass
+class Checked:
+    """Facts about a valid study that the run needs."""
+
+    mask_len: int | None
+    probe_macs: list[int] = field(default_factory=list)
+    probe_placements: list[str] = field(default_factory=list)
+
+
+def _registries() -> dict[str, tuple[str, Any]]:
+    from icbench.data import DATASETS
+    from icbench.families import FAMILIES
+    from icbench.placement import STRATEGIES
+    from icbench.units import UNITS
+
+    return {"dataset": ("dataset", DATASETS), "family": ("family", FAMILIES), "unit": ("unit", UNITS),
+            "strategy": ("strategy", STRATEGIES)}  # fmt: skip
+
+
+def _valid_targets() -> tuple[set[str], set[str], set[str]]:
+    from icbench.training import CandidateConfig, WLDConfig
+
+    top = {f.name for f in dataclasses.fields(CandidateConfig)}
+    wld = {f.name for f in dataclasses.fields(WLDConfig)}
+    return top, wld, {"strategy_args", "family_kwargs", "dataset_kwargs"}
+
+
+def mask_length(loaded: LoadedStudy) -> int | None:
+    """Booleans a `mask` parameter expands into: blocks or eligible sites of the study's family and size."""
+    masks = [p for p in loaded.space.params.values() if isinstance(p, MaskParam)]
+    if not masks:
+        return None
+    from icbench.placement import mask_units
+    from icbench.training import build_candidate
+
+    base = sp.base_candidate(loaded)
+    model, _, input_shape = build_candidate({**base, "strategy": "none", "strategy_args": {}})
+    return mask_units(model, input_shape, base["family"], over=masks[0].over)
+
+
+def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
+    """Validate a loaded study beyond its schema; returns what the run needs to know.
+
+    Raises:
+        ConfigError: naming the file and field.
+    """
+    c = loaded.config
+    study_file, space_file = str(loaded.study_path), str(loaded.space_path)
+    regs = _registries()
+
+    for fld, value in (("dataset.name", c.dataset.name), ("family.name", c.family.name), ("unit", c.unit),
+                       ("strategy", c.strategy)):  # fmt: skip
+        kind, reg = regs[fld.split(".")[0]]
+        if value not in reg:
+            raise ConfigError(_unknown(kind, value, reg), source=study_file, field=fld)
+
+    top, wld, free = _valid_targets()
+    masks = [n for n, p in loaded.space.params.items() if isinstance(p, MaskParam)]
+    if len(masks) > 1:
+        raise ConfigError("at most one mask parameter per search space", source=space_file, field=f"params.{masks[1]}")
+    for name, p in loaded.space.params.items():
+        target = sp.target_of(name, p)
+        head, _, rest = target.partition(".")
+        ok = (head in top and not rest and head not in ("wld",) + tuple(free)) or (
+            head == "wld" and rest in wld) or (head in free and rest)  # fmt: skip
+        if not ok:
+            raise ConfigError(
+                f"target {target!r} is not a candidate setting; valid targets: {', '.join(sorted(top - {'wld'} - free))}, "
+                f"wld.<{'|'.join(sorted(wld))}>, strategy_args.<arg>, family_kwargs.<arg>",
+                source=space_file,
+                field=f"params.{name}" + ("" if p.target is None else ".target"),
+            )
+        if isinstance(p, CategoricalParam) and target in ("dataset", "family", "unit", "strategy"):
+            kind, reg = regs[target]
+            for choice in p.choices:
+                if choice not in reg:
+                    raise ConfigError(_unknown(kind, choice, reg), source=space_file, field=f"params.{name}.choices")
+        if isinstance(p, MaskParam) and c.strategy != "mask" and "strategy" not in (p.when or {}):
+            raise ConfigError(
+                "a mask parameter needs `strategy: mask` in the study file, or a `when: {strategy: [mask]}` "
+                "condition on a searched strategy",
+                source=space_file,
+                field=f"params.{name}",
+            )
+        if isinstance(p, MaskParam) and any(sp.target_of(n, q) in ("size", "family") for n, q in loaded.space.params.items()):
+            raise ConfigError(
+                "a mask parameter needs a fixed family and size (its length is the number of blocks)",
+                source=space_file,
+                field=f"params.{name}",
+            )
+
+    if c.sampler.name == "grid":
+        try:
+            n = sp.grid_size(loaded.space, None)
+        except ValueError as e:
+            raise ConfigError(str(e), source=space_file) from None
+        if masks:
+            raise ConfigError("grid sampling over a mask parameter is not supported", source=space_file, field=f"params.{masks[0]}")
+        if n > sp.MAX_GRID:
+            raise ConfigError(f"the grid has {n} points (limit {sp.MAX_GRID})", source=space_file)
+
+    for i, point in enumerate(c.enqueue):
+        for key, value in point.items():
+            p = loaded.space.params.get(key)
+            if p is None or isinstance(p, MaskParam):
+                valid = [n for n, q in loaded.space.params.items() if not isinstance(q, MaskParam)]
+                raise ConfigError(
+                    f"{key!r} is not a parameter of the search space; valid: {', '.join(valid)}",
+                    source=study_file,
+                    field=f"enqueue.{i}.{key}",
+                )
+            if isinstance(p, CategoricalParam) and value not in p.choices:
+                raise ConfigError(
+                    f"{value!r} is not one of the choices {p.choices}", source=study_file, field=f"enqueue.{i}.{key}"
+                )
+
+    _check_dataset(loaded)
+    _check_teacher(loaded)
+    try:
+        mask_len = mask_length(loaded)
+    except IcbenchError as e:
+        raise ConfigError(str(e), source=study_file, field="family") from None
+    checked = Checked(mask_len=mask_len)
+    _probe(loaded, checked, n_probe)
+    return checked
+
+
+def _unknown(kind: str, value: Any, reg: Any) -> str:
+    return f"unknown {kind} {value!r}; valid: {', '.join(sorted(reg.keys()))}"
+
+
+def _check_dataset(loaded: LoadedStudy) -> None:
+    from icbench.data import check_dataset
+
+    try:
+        check_dataset(loaded.config.dataset.name, loaded.config.dataset.root)
+    except IcbenchError as e:
+        raise ConfigError(str(e), source=str(loaded.study_path), field="dataset.root") from None
+
+
+def _check_teacher(loaded: LoadedStudy) -> None:
+    path = loaded.config.wld.teacher_checkpoint
+    if not path:
+        return
+    from icbench.training import load_checkpoint
+
+    if not Path(path).is_file():
+        raise ConfigError(f"teacher checkpoint not found: {path}", source=str(loaded.study_path), field="wld.teacher_checkpoint")
+    try:
+        load_checkpoint(path)
+    except IcbenchError as e:
+        raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
+
+
+def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
+    """Build and cost the basic network and `n` random points: catches bad sizes, placement arguments and
+    impossible constraints, and gives the dry run its MACs range."""
+    import optuna
+
+    from icbench.search.propose import Proposer
+    from icbench.training import CandidateConfig
+
+    proposer = Proposer(loaded, checked)
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=loaded.config.sampler.seed))
+    base = {**proposer.base, "unit": "conv", "strategy": "none", "strategy_args": {}}
+    points: list[tuple[str, dict[str, Any]]] = [("the basic network", base)]
+    for i in range(n):
+        points.append((f"random point {i} of the search space", proposer.candidate(probe.ask())))
+    cheapest = None
+    for what, cand in points:
+        try:
+            CandidateConfig.from_dict({k: v for k, v in cand.items()})
+            cost, canonical = proposer.cost(cand)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e.detail}", source=str(loaded.space_path), field=e.field) from None
+        except IcbenchError as e:
+            raise ConfigError(f"{what}: {e}", source=str(loaded.space_path)) from None
+        checked.probe_macs.append(cost["macs"])
+        checked.probe_placements.append(canonical)
+        cheapest = cost["macs"] if cheapest is None else min(cheapest, cost["macs"])
+    ceiling = loaded.config.constraints.max_macs
+    if ceiling is not None and cheapest is not None and cheapest > ceiling:
+        raise ConfigError(
+            f"impossible constraint: the cheapest candidate probed (the basic network included) costs {cheapest / 1e6:.2f} MMac, over the ceiling "
+            f"of {ceiling / 1e6:.2f} MMac; every candidate would be rejected",
+            source=str(loaded.study_path),
+            field="constraints.max_macs",
+        )

@@ -1,0 +1,87 @@
+"""Turn an asked Optuna trial into a Tune trial config, in the driver: sample, build, cost, constrain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from icbench.search import space as sp
+from icbench.search.checks import Checked
+from icbench.search.schema import LoadedStudy
+from icbench.search.searcher import Proposal
+
+
+def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
+    """Trials run in their own working directory on a worker: every path they get must be absolute."""
+    for key in ("dataset_root", "cache_dir"):
+        if cand.get(key):
+            cand[key] = str(Path(cand[key]).expanduser().resolve())
+    wld = cand.get("wld") or {}
+    if wld.get("teacher_checkpoint"):
+        wld["teacher_checkpoint"] = str(Path(wld["teacher_checkpoint"]).expanduser().resolve())
+    return cand
+
+
+class Proposer:
+    """Samples a candidate for an asked trial and decides whether it goes to a worker.
+
+    MACs are counted here once per distinct architecture (cached), passed to the trial so the worker does
+    not count them again, and checked against the study's MACs ceiling before any training.
+    """
+
+    def __init__(self, loaded: LoadedStudy, checked: Checked) -> None:
+        self.loaded = loaded
+        self.checked = checked
+        c = loaded.config
+        self.base = sp.base_candidate(loaded)
+        self.base["cache_dir"] = str((Path(c.runs_dir) / ".teachers").resolve())
+        self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
+        self.max_macs = c.constraints.max_macs
+        self._cost_cache: dict[str, dict[str, Any]] = {}
+
+    def candidate(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        values = sp.sample(trial, self.loaded.space, self.checked.mask_len)
+        return absolute_paths(sp.candidate(self.base, self.loaded.space, values))
+
+    def cost(self, cand: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """(MACs and params, canonical placement) of a candidate, cached per architecture."""
+        from icbench.cost import measure_cost
+        from icbench.training import build_candidate
+
+        model, placement, input_shape = build_candidate(cand)
+        arch = json.dumps(
+            [cand["dataset"], cand["family"], cand.get("size"), cand.get("width"), cand.get("family_kwargs"),
+             placement.canonical], sort_keys=True, default=str,
+        )  # fmt: skip
+        if arch not in self._cost_cache:
+            cost = measure_cost(model, input_shape, latency=False)
+            self._cost_cache[arch] = {"macs": cost.macs, "params": cost.params, "params_trainable": cost.params_trainable}
+        return self._cost_cache[arch], placement.canonical
+
+    def __call__(self, trial: optuna.Trial) -> Proposal:
+        cand = self.candidate(trial)
+        cost, canonical = self.cost(cand)
+        attrs: dict[str, Any] = {
+            "placement": canonical,
+            "unit": canonical.split(":", 1)[0],
+            "family": cand["family"],
+            "size": cand.get("size"),
+            "seed": cand.get("seed"),
+            "wld": bool((cand.get("wld") or {}).get("enabled")),
+            "macs": cost["macs"],
+            "params": cost["params"],
+            "candidate": cand,
+        }
+        if self.max_macs is not None and cost["macs"] > self.max_macs:
+            attrs.update(
+                status="rejected",
+                rejected=True,
+                reason=f"{cost['macs'] / 1e6:.2f} MMac is over the ceiling constraints.max_macs = "
+                f"{self.max_macs / 1e6:.2f} MMac (not trained)",
+            )
+            return Proposal(None, attrs)
+        attrs["rejected"] = False
+        return Proposal({"candidate": cand, "cost": cost, "num_threads": cand["num_threads"]}, attrs)

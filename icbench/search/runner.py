@@ -1,0 +1,376 @@
+"""Run a study end to end: validate, open or resume the Optuna study, execute trials with Ray Tune, report.
+
+Running the same study file again resumes it: COMPLETE and PRUNED trials count toward `n_trials`, trials
+left RUNNING by a crash are marked FAIL, the sampler is reseeded (seed + number of trials so far) so it
+does not replay the same parameters, and a changed search space or objective set is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import ConfigError, IcbenchError
+from icbench.search import space as sp
+from icbench.search.checks import check_study, mask_length
+from icbench.search.schema import LoadedStudy, SamplerSection, load_study
+from icbench.search.storage import default_storage_url, make_storage, retry_locked
+
+VERSIONED = ("icbench", "torch", "torchvision", "optuna", "ray", "ptflops", "pandas", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class StudyRun:
+    """What a run did: counts over the whole study, and why it stopped early (if it did)."""
+
+    name: str
+    storage_url: str
+    n_complete: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+    n_rejected: int = 0
+    stop_reason: str | None = None
+    report_dir: Path | None = None
+    wall_time_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+def storage_url(loaded: LoadedStudy) -> str:
+    c = loaded.config
+    if c.storage:
+        return c.storage
+    return default_storage_url(c.runs_dir, c.name)
+
+
+def target_trials(loaded: LoadedStudy) -> int:
+    c = loaded.config
+    if c.n_trials is not None:
+        return c.n_trials
+    if c.sampler.name == "grid":
+        return sp.grid_size(loaded.space, mask_length(loaded))
+    return 10
+
+
+def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
+    """The Optuna sampler named in the study, always with an explicit seed (Optuna 5's defaults changed)."""
+    import optuna
+
+    factories: dict[str, Callable[..., Any]] = {
+        "tpe": optuna.samplers.TPESampler,
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+        "grid": lambda **kw: optuna.samplers.GridSampler(sp.grid(loaded.space, mask_length(loaded)), **kw),
+    }
+    try:
+        return factories[cfg.name](seed=seed, **cfg.kwargs)
+    except TypeError as e:
+        raise ConfigError(f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs") from None
+
+
+def open_study(loaded: LoadedStudy, url: str, *, reseed_from_count: bool = True) -> Any:
+    """Create the study, or load it for a resume after checking that its space and objectives are unchanged."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(url)
+    name = loaded.config.name
+    fp = sp.fingerprint(loaded)
+    directions = [o.resolved_direction for o in loaded.config.objectives]
+    existing = retry_locked(lambda: optuna.get_all_study_names(storage))
+    if name in existing:
+        study = retry_locked(lambda: optuna.load_study(study_name=name, storage=storage))
+        old = study.user_attrs.get("fingerprint")
+        if old is not None and sp.fingerprint_hash(old) != sp.fingerprint_hash(fp):
+            raise ConfigError(
+                f"study {name!r} already exists in {url} with a different search space or objectives "
+                f"({sp.describe_change(old, fp)}); resuming would mix incomparable trials. Give the study a new "
+                "name, or restore the original files",
+                source=str(loaded.study_path),
+            )
+        n_before = len(study.get_trials(deepcopy=False))
+        seed = loaded.config.sampler.seed + (n_before if reseed_from_count else 0)
+        study.sampler = make_sampler(loaded.config.sampler, seed, loaded)
+        return study
+    sampler = make_sampler(loaded.config.sampler, loaded.config.sampler.seed, loaded)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
+    attrs = {
+        "objectives": [{"name": o.name, "direction": o.resolved_direction} for o in loaded.config.objectives],
+        "study_file": str(loaded.study_path),
+        "study_yaml": loaded.study_text,
+        "space_file": str(loaded.space_path),
+        "space_yaml": loaded.space_text,
+        "fingerprint": fp,
+        "space_hash": sp.fingerprint_hash(fp),
+        "seed": loaded.config.sampler.seed,
+        "sampler": loaded.config.sampler.name,
+        "versions": package_versions(),
+        "device": _device_name(loaded),
+        "max_macs": loaded.config.constraints.max_macs,
+        "n_trials": target_trials(loaded),
+        "platform": f"{platform.platform()}, {os.cpu_count()} CPUs",
+    }
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    for point in loaded.config.enqueue:
+        study.enqueue_trial(point, skip_if_exists=True)
+    return study
+
+
+def _device_name(loaded: LoadedStudy) -> str:
+    import torch
+
+    ex = loaded.config.execution
+    if ex.device != "cpu" and (ex.gpus_per_trial > 0 or ex.device == "cuda") and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def mark_interrupted(study: Any) -> int:
+    """Trials left RUNNING by a driver that died are FAIL with a reason; returns how many."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+        study._storage.set_trial_user_attr(
+            t._trial_id, "reason", "interrupted: the driver stopped before this trial finished"
+        )
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+    return len(stale)
+
+
+def counts(study: Any) -> dict[str, int]:
+    from optuna.trial import TrialState
+
+    out = {"complete": 0, "pruned": 0, "failed": 0, "rejected": 0, "running": 0}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            out["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            out["pruned"] += 1
+        elif t.state == TrialState.RUNNING:
+            out["running"] += 1
+        elif t.user_attrs.get("status") in ("rejected", "duplicate"):
+            out["rejected"] += 1
+        else:
+            out["failed"] += 1
+    return out
+
+
+def run_study(
+    path: str | Path,
+    *,
+    report: bool = True,
+    echo: Callable[[str], None] = print,
+) -> StudyRun:
+    """Run (or resume) the study in `path` until it has its target number of evaluated trials.
+
+    Raises:
+        ConfigError: for any invalid input, before Ray starts and before anything is written to storage.
+    """
+    t0 = time.perf_counter()
+    loaded = load_study(path)
+    checked = check_study(loaded)
+    c = loaded.config
+    url = storage_url(loaded)
+    run = StudyRun(name=c.name, storage_url=url)
+
+    lock = _driver_lock(loaded)
+    with lock:
+        study = open_study(loaded, url)
+        n_stale = mark_interrupted(study)
+        if n_stale:
+            echo(f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)")
+        target = target_trials(loaded)
+        before = counts(study)
+        remaining = target - before["complete"] - before["pruned"]
+        echo(
+            f"study {c.name!r}: {before['complete']} complete, {before['pruned']} pruned, {before['failed']} failed, "
+            f"{before['rejected']} rejected so far; target {target} evaluated trials; storage {url}"
+        )
+        if remaining > 0:
+            run.stop_reason = _execute(loaded, checked, study, target, echo)
+        else:
+            echo("nothing to run: the study already has its target number of trials")
+        after = counts(study)
+        run.n_complete, run.n_pruned = after["complete"], after["pruned"]
+        run.n_failed, run.n_rejected = after["failed"], after["rejected"]
+        if run.stop_reason:
+            echo(f"study stopped early: {run.stop_reason}")
+        if report:
+            run.report_dir = _report(loaded, url, echo)
+    run.wall_time_s = time.perf_counter() - t0
+    echo(f"done in {run.wall_time_s:.1f} s")
+    return run
+
+
+def _driver_lock(loaded: LoadedStudy) -> Any:
+    """One driver per local study: a second concurrent run of the same study is refused."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(loaded.config.runs_dir) / loaded.config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / "driver.lock"), timeout=0)
+
+    class _Guard:
+        def __enter__(self) -> None:
+            try:
+                lock.acquire()
+            except Timeout:
+                raise IcbenchError(
+                    f"study {loaded.config.name!r} is already being run by another process (lock {lock.lock_file})"
+                ) from None
+
+        def __exit__(self, *exc: object) -> None:
+            lock.release()
+
+    return _Guard()
+
+
+def _report(loaded: LoadedStudy, url: str, echo: Callable[[str], None]) -> Path | None:
+    from icbench.report import build_report
+
+    out = Path(loaded.config.reports_dir) / loaded.config.name
+    try:
+        build_report(url, loaded.config.name, out, study_file=str(loaded.study_path))
+    except IcbenchError as e:
+        echo(f"report: {e}")
+        return None
+    echo(f"report written to {out}/ (summary.md, pareto.md, pareto.png, ...)")
+    return out
+
+
+def _execute(loaded: LoadedStudy, checked: Any, study: Any, target: int, echo: Callable[[str], None]) -> str | None:
+    """Run trials with Ray Tune until the target is reached; returns why the search stopped early, if it did."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from icbench.search.propose import Proposer
+    from icbench.search.searcher import AskTellSearcher
+
+    c = loaded.config
+    ex = c.execution
+    proposer = Proposer(loaded, checked)
+    progress = Progress(study, target, echo)
+    searcher = AskTellSearcher(
+        study,
+        proposer,
+        objectives=[o.name for o in c.objectives],
+        target=target,
+        max_failures=ex.max_failures,
+        max_consecutive_rejections=ex.max_consecutive_rejections,
+        on_event=progress,
+    )
+    started = _init_ray(loaded)
+    try:
+        scheduler = (
+            ASHAScheduler(
+                metric="val_acc",
+                mode="max",
+                time_attr="epoch",
+                max_t=c.budget.epochs,
+                grace_period=min(ex.asha.grace_period, c.budget.epochs),
+                reduction_factor=ex.asha.reduction_factor,
+            )
+            if ex.asha.enabled
+            else FIFOScheduler()
+        )
+        from icbench.search.trainable import run_trial
+
+        storage_path = ex.storage_path or str((Path(c.runs_dir) / c.name / "ray").resolve())
+        tuner = tune.Tuner(
+            tune.with_resources(run_trial, {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=-1,
+                max_concurrent_trials=ex.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                storage_path=storage_path,
+                name=f"{c.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    return searcher.stop_reason
+
+
+def _init_ray(loaded: LoadedStudy) -> bool:
+    """Start a local Ray (or join the study's cluster) unless one is already up; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ex = loaded.config.execution
+    # Trials import icbench and any user model module: give workers the driver's import path.
+    paths = [str(Path.cwd())] + [p for p in sys.path if p and Path(p).is_dir()]
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": "ERROR",
+        "runtime_env": runtime_env,
+    }
+    if ex.address:
+        ray.init(address=ex.address, **kwargs)
+    else:
+        ray.init(num_cpus=ex.num_cpus or os.cpu_count(), num_gpus=ex.num_gpus, **kwargs)
+    return True
+
+
+class Progress:
+    """One line per finished trial: its outcome, and the study's counts and best front so far."""
+
+    def __init__(self, study: Any, target: int, echo: Callable[[str], None]) -> None:
+        self.study = study
+        self.target = target
+        self.echo = echo
+        self.t0 = time.perf_counter()
+
+    def __call__(self, status: str, trial: Any) -> None:
+        n = counts(self.study)
+        a = trial.user_attrs
+        if status == "complete":
+            what = f"val_acc {a.get('val_acc', float('nan')):.4f}, {a.get('macs', 0) / 1e6:.2f} MMac, {a.get('placement', '')}"
+        else:
+            what = a.get("reason", "")
+        front = self._front()
+        self.echo(
+            f"[{time.perf_counter() - self.t0:6.0f} s] trial {trial.number:3d} {status.upper():9s} {what}\n"
+            f"           done {n['complete'] + n['pruned']}/{self.target} (complete {n['complete']}, pruned "
+            f"{n['pruned']}), running {n['running']}, failed {n['failed']}, rejected {n['rejected']}{front}"
+        )
+
+    def _front(self) -> str:
+        try:
+            best = self.study.best_trials
+        except Exception:
+            return ""
+        pts = sorted((t.user_attrs.get("macs", 0), t.user_attrs.get("val_acc", 0)) for t in best)[:5]
+        return ("; front: " + ", ".join(f"{acc:.3f}@{m / 1e6:.1f}M" for m, acc in pts)) if pts else ""

@@ -1,0 +1,354 @@
+"""Study and search-space files: typed schema, safe YAML loading, and errors that name file and field.
+
+A study file (`studies/*.yaml`) says what to search and how to run it; it points to a search-space file
+(`search_spaces/*.yaml`, a path relative to the study file) that declares the sampled parameters in
+Optuna's vocabulary. Both are plain data: YAML is loaded with `yaml.safe_load`, so no tag can import or
+call code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from icbench.errors import ConfigError
+
+OBJECTIVES: dict[str, str] = {
+    "val_acc": "maximize",
+    "macs": "minimize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+}
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- search space
+
+
+class _Param(_Strict):
+    #: Dotted `CandidateConfig` field this parameter sets (default: the parameter's name), e.g.
+    #: `wld.lambda0` or `strategy_args.k`.
+    target: str | None = None
+    #: Active only when every named parameter took one of the listed values (define-by-run order).
+    when: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class CategoricalParam(_Param):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(default=1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log=true needs low >= 1 and step 1")
+        return self
+
+
+class FloatParam(_Param):
+    type: Literal["float"]
+    low: float
+    high: float
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log=true needs low > 0 and no step")
+        return self
+
+
+class MaskParam(_Param):
+    """One boolean per block (or per eligible site) of the study's family: the searchable placement.
+
+    Expands into Optuna parameters `<name>_0 ... <name>_{n-1}`; the result is passed as the `mask`
+    strategy's `bits`. Only meaningful together with `strategy: mask`.
+    """
+
+    type: Literal["mask"]
+    over: Literal["blocks", "sites"] = "blocks"
+
+
+Param = Annotated[
+    CategoricalParam | IntParam | FloatParam | MaskParam,
+    Field(discriminator="type"),
+]
+
+
+class SearchSpace(_Strict):
+    description: str = ""
+    params: dict[str, Param] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> SearchSpace:
+        seen: list[str] = []
+        for name, p in self.params.items():
+            for ref, values in p.when.items():
+                if ref == name:
+                    raise ValueError(f"params.{name}.when refers to itself")
+                if ref not in self.params:
+                    raise ValueError(f"params.{name}.when refers to unknown parameter {ref!r}")
+                if ref not in seen:
+                    raise ValueError(
+                        f"params.{name}.when refers to {ref!r}, which is declared after it; conditions "
+                        "may only refer to parameters declared earlier (this also rules out cycles)"
+                    )
+                if not values:
+                    raise ValueError(f"params.{name}.when.{ref} lists no values")
+            seen.append(name)
+        return self
+
+
+# ---------------------------------------------------------------- study file
+
+
+class DatasetSection(_Strict):
+    name: str = "mnist5k"
+    root: str | None = None
+
+
+class FamilySection(_Strict):
+    name: str = "resnet_cifar"
+    size: str | None = None
+    width: float = Field(default=1.0, gt=0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objective(_Strict):
+    name: Literal["val_acc", "macs", "params", "latency_ms"]
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @property
+    def resolved_direction(self) -> str:
+        return self.direction or OBJECTIVES[self.name]
+
+
+class SamplerSection(_Strict):
+    name: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
+    seed: int = 0
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class BudgetSection(_Strict):
+    epochs: int = Field(default=2, ge=1)
+    time_s: float | None = Field(default=None, gt=0)
+
+
+class TrainingSection(_Strict):
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(default=5e-4, ge=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    warmup_epochs: float = Field(default=0.0, ge=0)
+    augment: bool | None = None
+    seed: int = 0
+
+
+class WLDSection(_Strict):
+    enabled: bool = False
+    lambda0: float = Field(default=0.5, ge=0, le=1)
+    temperature: float = Field(default=4.0, gt=0)
+    schedule: Literal["linear", "cosine", "constant", "step"] = "linear"
+    end: float = Field(default=0.5, gt=0, le=1)
+    only_correct: bool = False
+    warm_start: bool = True
+    teacher_checkpoint: str | None = None
+    teacher_epochs: int | None = Field(default=None, ge=1)
+
+
+class ConstraintsSection(_Strict):
+    max_macs: float | None = Field(default=None, gt=0)
+
+
+class ASHASection(_Strict):
+    enabled: bool = False
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=2, ge=2)
+
+
+class ExecutionSection(_Strict):
+    address: str | None = None
+    storage_path: str | None = None
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_concurrent: int = Field(default=2, ge=1)
+    num_cpus: int | None = Field(default=None, ge=1)
+    num_gpus: int | None = Field(default=None, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    asha: ASHASection = Field(default_factory=ASHASection)
+    #: FAIL trials (errors, divergence, out of memory) tolerated before the study stops cleanly.
+    max_failures: int = Field(default=10, ge=0)
+    #: Consecutive candidates rejected by a constraint (or already evaluated) before the study stops.
+    max_consecutive_rejections: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _cluster(self) -> ExecutionSection:
+        if self.address and not self.storage_path:
+            raise ValueError(
+                "execution.storage_path is required with execution.address: on a cluster every node must "
+                "write trial results to shared storage"
+            )
+        return self
+
+
+class StudyConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    family: FamilySection = Field(default_factory=FamilySection)
+    unit: str = "ic"
+    strategy: str = "all"
+    strategy_args: dict[str, Any] = Field(default_factory=dict)
+    search_space: str
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(name="val_acc"), Objective(name="macs")], min_length=1, max_length=3
+    )
+    sampler: SamplerSection = Field(default_factory=SamplerSection)
+    n_trials: int | None = Field(default=None, ge=1)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    wld: WLDSection = Field(default_factory=WLDSection)
+    constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    execution: ExecutionSection = Field(default_factory=ExecutionSection)
+    #: Parameter sets tried first (Optuna's enqueue_trial), e.g. the basic network as a reference point;
+    #: parameters not given are sampled.
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    #: Optuna storage: None (SQLite at runs/<name>/study.db), a database URL, or `journal:<path>`.
+    storage: str | None = None
+    runs_dir: str = "runs"
+    reports_dir: str = "reports"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("objectives"), list):
+            data = dict(data)
+            data["objectives"] = [{"name": o} if isinstance(o, str) else o for o in data["objectives"]]
+        return data
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct_objectives(cls, objectives: list[Objective]) -> list[Objective]:
+        names = [o.name for o in objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a name: {names}")
+        return objectives
+
+
+class LoadedStudy(BaseModel):
+    """A validated study with its resolved search space and where both came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    config: StudyConfig
+    space: SearchSpace
+    study_path: Path
+    space_path: Path
+    study_text: str
+    space_text: str
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a YAML mapping safely; every problem is a ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError("file not found" if not path.exists() else "not a file", source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read file: {e}", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML: {e}", source=str(path)) from None
+    if data is None:
+        raise ConfigError("the file is empty", source=str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping, not {type(data).__name__}", source=str(path))
+    return data, text
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """For an unknown key at `loc`, the closest valid key of the model it was found in."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return ""
+        ann = fields[part].annotation
+        current = next((a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")), ann)
+    fields = getattr(current, "model_fields", None)
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
+    valid = ", ".join(fields)
+    return f" (did you mean {close[0]!r}? valid keys: {valid})" if close else f" (valid keys: {valid})"
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], source: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"categorical", "int", "float", "mask"}))
+        field = ".".join(str(p) for p in loc) or None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + _did_you_mean(model, loc)
+        elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        more = len(e.errors()) - 1
+        if more:
+            msg += f"; and {more} more problem{'s' if more > 1 else ''} in this file"
+        raise ConfigError(msg, source=str(source), field=field) from None
+
+
+def load_search_space(path: str | Path) -> tuple[SearchSpace, str]:
+    """Read and validate a search-space file."""
+    p = Path(path)
+    data, text = read_yaml(p)
+    return _validate(SearchSpace, data, p), text
+
+
+def load_study(path: str | Path) -> LoadedStudy:
+    """Read and validate a study file and the search-space file it names.
+
+    Raises:
+        ConfigError: naming the file and the field for any syntax, type, range or reference problem.
+    """
+    p = Path(path)
+    data, text = read_yaml(p)
+    config: StudyConfig = _validate(StudyConfig, data, p)
+    space_path = Path(config.search_space)
+    if not space_path.is_absolute():
+        space_path = (p.parent / space_path).resolve()
+    if not space_path.exists():
+        raise ConfigError(f"search-space file not found: {space_path}", source=str(p), field="search_space")
+    space, space_text = load_search_space(space_path)
+    return LoadedStudy(
+        config=config, space=space, study_path=p, space_path=space_path, study_text=text, space_text=space_text
+    )

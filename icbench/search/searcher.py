@@ -1,0 +1,175 @@
+"""A Ray Tune searcher over Optuna's ask/tell that keeps icbench's completion semantics (DESIGN.md §7).
+
+Why not Ray's `OptunaSearch`: it records a trial stopped by a scheduler (ASHA) as COMPLETE with its partial
+values, which pollutes the Pareto front; it cannot reject a candidate over the MACs ceiling before the
+candidate reaches a worker; it has no place for the reason a trial failed; and it would let the sampler
+train the same parameter set twice. Here the driver owns the Optuna study: it asks, checks the candidate's
+cost, hands the trial to Tune, and tells the outcome:
+
+- final result with status "complete"           -> COMPLETE with the objective values
+- last result is not final (a scheduler stopped) -> PRUNED (never on a front or in a hypervolume)
+- status "failed"/"diverged", or a crashed worker -> FAIL with `reason`
+- over the MACs ceiling                          -> FAIL, `rejected`, never trained
+- parameters already evaluated                   -> FAIL, `status: duplicate`, never trained
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from icbench.search.trainable import FINAL_KEY
+
+#: Trial user attributes copied from the final metrics into storage (the report reads these).
+RECORDED = (
+    "placement", "unit", "family", "size", "seed", "wld", "val_acc", "test_acc", "macs", "params",
+    "params_trainable", "latency_ms", "epochs_done", "epochs_target", "wall_time_s", "train_time_s",
+    "teacher_key", "teacher_val_acc", "n_sites", "n_unit_sites",
+)  # fmt: skip
+FAILED_STATUSES = ("failed", "diverged", "crashed")
+
+
+@dataclass
+class Proposal:
+    """What the driver decided for one asked trial."""
+
+    config: dict[str, Any] | None  # handed to Tune; None when the trial was settled in the driver
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class AskTellSearcher(Searcher):
+    """Hands Optuna-sampled candidates to Tune until `target` trials are COMPLETE or PRUNED.
+
+    Args:
+        study: the Optuna study (the source of truth).
+        propose: turns an asked trial into a Proposal: samples its parameters, builds the candidate, counts
+            its cost and applies constraints. Runs in the driver; must be fast.
+        objectives: metric names in the order of `study.directions`.
+        target: COMPLETE + PRUNED trials the study should have when this run ends.
+        max_failures: FAIL trials (errors, divergence, out of memory, crashes) this run tolerates.
+        max_consecutive_rejections: rejected or duplicate candidates in a row before the search stops.
+        on_event: called with (event, frozen trial) after each trial is told, for progress display.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        propose: Callable[[optuna.Trial], Proposal],
+        objectives: list[str],
+        target: int,
+        max_failures: int,
+        max_consecutive_rejections: int,
+        on_event: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
+    ) -> None:
+        super().__init__(metric="val_acc", mode="max")
+        self.study = study
+        self.propose = propose
+        self.objectives = objectives
+        self.target = target
+        self.max_failures = max_failures
+        self.max_rejections = max_consecutive_rejections
+        self.on_event = on_event
+        self.running: dict[str, optuna.Trial] = {}
+        self.failures = 0
+        self.rejections_in_a_row = 0
+        self.stop_reason: str | None = None
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        self.evaluated = len(done)
+        self.seen = {params_key(t.params): t.number for t in done}
+
+    # -- Tune's side
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.stop_reason or self.evaluated + len(self.running) >= self.target:
+            # Not FINISHED while trials run: one of them may still fail and need replacing.
+            return None if self.running and not self.stop_reason else Searcher.FINISHED
+        while True:
+            trial = self.study.ask()
+            try:
+                proposal = self.propose(trial)
+            except Exception as e:  # a candidate that cannot even be built fails alone
+                proposal = Proposal(None, {"status": "failed", "reason": f"{type(e).__name__}: {e}"})
+            key = params_key(trial.params)
+            if proposal.config is not None and key in self.seen:
+                proposal = Proposal(
+                    None,
+                    {"status": "duplicate", "reason": f"same parameters as trial {self.seen[key]}"},
+                )
+            if proposal.config is not None:
+                self.rejections_in_a_row = 0
+                self.seen[key] = trial.number
+                for k, v in proposal.attrs.items():
+                    trial.set_user_attr(k, v)
+                self.running[trial_id] = trial
+                return {**proposal.config, "trial_number": trial.number}
+            self._finish(trial, TrialState.FAIL, None, proposal.attrs)
+            if proposal.attrs.get("status") == "failed":
+                self.failures += 1
+                if self.failures > self.max_failures:
+                    self.stop_reason = self._failure_message()
+                    return None if self.running else Searcher.FINISHED
+            else:
+                self.rejections_in_a_row += 1
+                if self.rejections_in_a_row >= self.max_rejections:
+                    self.stop_reason = (
+                        f"{self.rejections_in_a_row} candidates in a row were rejected by a constraint or had "
+                        "already been evaluated: the search space looks exhausted or the constraints too "
+                        "tight (execution.max_consecutive_rejections)"
+                    )
+                    return None if self.running else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        trial = self.running.pop(trial_id, None)
+        if trial is None:
+            return
+        if error or result is None:
+            attrs = {"status": "crashed", "reason": "the trial's worker raised or died (see Ray's error.txt)"}
+            self._fail(trial, attrs)
+        elif not result.get(FINAL_KEY):
+            epoch = result.get("epoch", result.get("training_iteration"))
+            attrs = {"status": "pruned", "reason": f"stopped by the scheduler after epoch {epoch}"}
+            attrs.update({k: result[k] for k in ("val_acc", "epoch") if k in result})
+            self.evaluated += 1
+            self._finish(trial, TrialState.PRUNED, None, attrs)
+        elif result.get("status") == "complete":
+            attrs = {k: result[k] for k in RECORDED if k in result}
+            attrs.update(status="complete", curve=result.get("curve", []))
+            attrs["is_basic"] = result.get("unit") == "conv" or result.get("n_unit_sites") == 0
+            values = [float(result[name]) for name in self.objectives]
+            self.evaluated += 1
+            self._finish(trial, TrialState.COMPLETE, values, attrs)
+        else:
+            attrs = {k: result[k] for k in (*RECORDED, "status", "reason") if k in result}
+            attrs["curve"] = result.get("curve", [])
+            self._fail(trial, attrs)
+
+    # -- bookkeeping
+    def _fail(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        self.failures += 1
+        self._finish(trial, TrialState.FAIL, None, attrs)
+        if self.failures > self.max_failures and not self.stop_reason:
+            self.stop_reason = self._failure_message()
+
+    def _failure_message(self) -> str:
+        return (
+            f"stopped after {self.failures} failed trials (more than execution.max_failures = "
+            f"{self.max_failures}); their reasons are in the report's trials.csv"
+        )
+
+    def _finish(
+        self, trial: optuna.Trial, state: TrialState, values: list[float] | None, attrs: dict[str, Any]
+    ) -> None:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        frozen = self.study.tell(trial, values, state=state if values is None else None)
+        if self.on_event:
+            self.on_event(attrs.get("status", state.name.lower()), frozen)

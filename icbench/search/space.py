@@ -1,0 +1,155 @@
+"""From a search space to candidates: define-by-run sampling, grids, and the space's fingerprint."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from icbench.search.schema import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    LoadedStudy,
+    MaskParam,
+    SearchSpace,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+#: Parameter names whose natural target is a nested field.
+DEFAULT_TARGETS = {"wld": "wld.enabled"}
+#: Grids larger than this are refused: a grid study is meant for ablations, not for search.
+MAX_GRID = 10_000
+
+
+def target_of(name: str, param: Any) -> str:
+    """The dotted CandidateConfig field a parameter sets."""
+    if param.target:
+        return param.target
+    if isinstance(param, MaskParam):
+        return "strategy_args.bits"
+    return DEFAULT_TARGETS.get(name, name)
+
+
+def is_active(param: Any, values: dict[str, Any]) -> bool:
+    """Whether a parameter's `when` conditions hold for the values sampled so far."""
+    return all(ref in values and values[ref] in allowed for ref, allowed in param.when.items())
+
+
+def sample(trial: optuna.trial.BaseTrial, space: SearchSpace, mask_len: int | None) -> dict[str, Any]:
+    """Sample one point define-by-run; returns {parameter name: value} for the active parameters.
+
+    A mask parameter `m` is sampled as booleans `m_0 ... m_{n-1}` and returned as one list under `m`.
+    """
+    values: dict[str, Any] = {}
+    for name, p in space.params.items():
+        if not is_active(p, values):
+            continue
+        if isinstance(p, CategoricalParam):
+            values[name] = trial.suggest_categorical(name, p.choices)
+        elif isinstance(p, IntParam):
+            values[name] = trial.suggest_int(name, p.low, p.high, step=p.step, log=p.log)
+        elif isinstance(p, FloatParam):
+            values[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+        elif isinstance(p, MaskParam):
+            if mask_len is None:
+                raise ValueError(f"mask parameter {name!r} needs the number of blocks/sites")
+            values[name] = [trial.suggest_categorical(f"{name}_{i}", [False, True]) for i in range(mask_len)]
+    return values
+
+
+def grid(space: SearchSpace, mask_len: int | None) -> dict[str, list[Any]]:
+    """Optuna GridSampler's search space: every parameter enumerated (conditions are ignored there)."""
+    out: dict[str, list[Any]] = {}
+    for name, p in space.params.items():
+        if isinstance(p, CategoricalParam):
+            out[name] = list(p.choices)
+        elif isinstance(p, IntParam):
+            out[name] = list(range(p.low, p.high + 1, p.step))
+        elif isinstance(p, FloatParam):
+            if p.step is None:
+                raise ValueError(f"params.{name}: a grid needs a step for float parameters")
+            n = int(round((p.high - p.low) / p.step))
+            out[name] = [p.low + i * p.step for i in range(n + 1)]
+        elif isinstance(p, MaskParam):
+            out.update({f"{name}_{i}": [False, True] for i in range(mask_len or 0)})
+    return out
+
+
+def grid_size(space: SearchSpace, mask_len: int | None) -> int:
+    n = 1
+    for values in grid(space, mask_len).values():
+        n *= len(values)
+    return n
+
+
+def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def base_candidate(loaded: LoadedStudy) -> dict[str, Any]:
+    """The candidate every trial starts from, before its sampled parameters are applied."""
+    c = loaded.config
+    return {
+        "dataset": c.dataset.name,
+        "dataset_root": c.dataset.root,
+        "family": c.family.name,
+        "size": c.family.size,
+        "width": c.family.width,
+        "family_kwargs": dict(c.family.kwargs),
+        "unit": c.unit,
+        "strategy": c.strategy,
+        "strategy_args": dict(c.strategy_args),
+        "epochs": c.budget.epochs,
+        "time_budget_s": c.budget.time_s,
+        **c.training.model_dump(),
+        "device": c.execution.device,
+        "wld": c.wld.model_dump(),
+    }
+
+
+def candidate(base: dict[str, Any], space: SearchSpace, values: dict[str, Any]) -> dict[str, Any]:
+    """`base` with each sampled value written to its parameter's target field."""
+    cand = copy.deepcopy(base)
+    for name, value in values.items():
+        set_dotted(cand, target_of(name, space.params[name]), value)
+    return cand
+
+
+def fingerprint(loaded: LoadedStudy) -> dict[str, Any]:
+    """What must not change when a study is resumed: the search space and the objectives."""
+    return {
+        "space": loaded.space.model_dump(mode="json", exclude={"description"}),
+        "objectives": [[o.name, o.resolved_direction] for o in loaded.config.objectives],
+    }
+
+
+def fingerprint_hash(fp: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """A human description of how two fingerprints differ."""
+    parts: list[str] = []
+    if old.get("objectives") != new.get("objectives"):
+        parts.append(f"objectives were {old.get('objectives')}, now {new.get('objectives')}")
+    old_p = old.get("space", {}).get("params", {})
+    new_p = new.get("space", {}).get("params", {})
+    added = sorted(set(new_p) - set(old_p))
+    removed = sorted(set(old_p) - set(new_p))
+    changed = sorted(k for k in set(old_p) & set(new_p) if old_p[k] != new_p[k])
+    if added:
+        parts.append(f"parameters added: {', '.join(added)}")
+    if removed:
+        parts.append(f"parameters removed: {', '.join(removed)}")
+    for k in changed:
+        parts.append(f"parameter {k!r} was {old_p[k]}, now {new_p[k]}")
+    if not parts and list(old_p) != list(new_p):
+        parts.append("parameter order changed")
+    return "; ".join(parts) or "the stored fingerprint differs"
