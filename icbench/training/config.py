@@ -1,0 +1,224 @@
+"""Configuration of one candidate's training run: `CandidateConfig` and its `WLDConfig`.
+
+Both are plain dataclasses with defaults for every field, so a search trial can build one from a dict
+of sampled parameters (`CandidateConfig.from_dict`) and record it back (`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from icbench.errors import ConfigError
+
+__all__ = ["LAMBDA_SCHEDULES", "CandidateConfig", "TrainConfig", "WLDConfig"]
+
+#: λ schedules of weak logit distillation (see `icbench.training.wld.wld_lambda`).
+LAMBDA_SCHEDULES = ("linear", "cosine", "constant", "step")
+
+
+def _unknown_keys(cls: type, data: Mapping[str, Any], prefix: str = "") -> None:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} in {cls.__name__}; "
+            f"valid keys: {', '.join(valid)}",
+            field=prefix + unknown[0],
+        )
+
+
+@dataclass
+class WLDConfig:
+    """Weak logit distillation (DESIGN.md §4).
+
+    Attributes:
+        enabled: distil from the basic network (the teacher).
+        lambda0: λ at the start of training.
+        temperature: T of the softened softmax; the KL term is scaled by T².
+        schedule: how λ decays from `lambda0` to 0 by fraction `end` of training: "linear",
+            "cosine", "step" (λ0 until `end`, then 0) or "constant" (λ0 throughout; `end` ignored).
+        end: fraction of training (0..1] at which λ reaches 0.
+        only_correct: distil only on samples the teacher classifies correctly.
+        warm_start: start the student from the teacher's weights (equal logits at step 0).
+        teacher_checkpoint: a state-dict file of the basic network to use instead of the cache.
+        teacher_epochs: epochs to train a cached teacher (None: the candidate's `epochs`).
+        teacher_seed: seed of a cached teacher, fixed so all trials of a study share one teacher.
+    """
+
+    enabled: bool = False
+    lambda0: float = 0.5
+    temperature: float = 4.0
+    schedule: str = "linear"
+    end: float = 0.5
+    only_correct: bool = False
+    warm_start: bool = True
+    teacher_checkpoint: str | None = None
+    teacher_epochs: int | None = None
+    teacher_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in LAMBDA_SCHEDULES:
+            raise ConfigError(
+                f"unknown λ schedule {self.schedule!r}; valid: {', '.join(LAMBDA_SCHEDULES)}",
+                field="wld.schedule",
+            )
+        if not 0.0 <= float(self.lambda0) <= 1.0:
+            raise ConfigError(f"lambda0 must be in [0, 1], got {self.lambda0}", field="wld.lambda0")
+        if not float(self.temperature) > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}", field="wld.temperature")
+        if not 0.0 < float(self.end) <= 1.0:
+            raise ConfigError(f"end must be in (0, 1], got {self.end}", field="wld.end")
+        if self.teacher_epochs is not None and int(self.teacher_epochs) < 1:
+            raise ConfigError(
+                f"teacher_epochs must be >= 1, got {self.teacher_epochs}", field="wld.teacher_epochs"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | bool | WLDConfig | None) -> WLDConfig:
+        """Build from a dict; a bare bool means `enabled` with the other defaults.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid ones) or an invalid value.
+        """
+        if isinstance(data, WLDConfig):
+            return data
+        if data is None:
+            return cls()
+        if isinstance(data, bool):
+            return cls(enabled=data)
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"wld must be a mapping or a bool, got {type(data).__name__}", field="wld")
+        _unknown_keys(cls, data, "wld.")
+        return cls(**data)
+
+
+@dataclass
+class CandidateConfig:
+    """Everything that defines one candidate and how it is trained.
+
+    Attributes:
+        dataset, dataset_root, dataset_kwargs: which data (`icbench.data.load_dataset`).
+        family, size, width, family_kwargs: which network (`icbench.families.build_model`);
+            size None is the family's default size.
+        unit, strategy, strategy_args: the placement (`icbench.placement.make_placement`).
+        placement: a canonical placement string; overrides unit/strategy/strategy_args.
+        epochs, batch_size, lr, momentum, nesterov, weight_decay, label_smoothing, warmup_epochs:
+            the recipe (SGD, cosine schedule with linear warm-up, stepped per batch).
+        augment: training augmentation (None: the dataset's default).
+        seed: training seed (initialisation, data order, augmentation); the split is fixed.
+        device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+        num_threads: CPU threads for this run (`torch.set_num_threads`); None leaves torch's default.
+        time_budget_s: stop training after this many seconds (stop_reason "time_budget").
+        latency: measure inference latency as part of the cost.
+        cache_dir: where trained teachers are cached.
+        wld: weak logit distillation settings (a dict or a bool in `from_dict`).
+    """
+
+    dataset: str = "mnist5k"
+    dataset_root: str | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    family: str = "resnet_cifar"
+    size: str | None = None
+    width: float = 1.0
+    family_kwargs: dict[str, Any] = field(default_factory=dict)
+    unit: str = "ic"
+    strategy: str = "all"
+    strategy_args: dict[str, Any] = field(default_factory=dict)
+    placement: str | None = None
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+    augment: bool | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    time_budget_s: float | None = None
+    latency: bool = True
+    cache_dir: str = "runs/.teachers"
+    wld: WLDConfig = field(default_factory=WLDConfig)
+
+    def __post_init__(self) -> None:
+        self.wld = WLDConfig.from_dict(self.wld)  # type: ignore[arg-type]
+        checks = {
+            "epochs": int(self.epochs) >= 1,
+            "batch_size": int(self.batch_size) >= 1,
+            "lr": float(self.lr) > 0,
+            "momentum": 0.0 <= float(self.momentum) < 1.0,
+            "weight_decay": float(self.weight_decay) >= 0,
+            "label_smoothing": 0.0 <= float(self.label_smoothing) < 1.0,
+            "warmup_epochs": 0.0 <= float(self.warmup_epochs) <= float(self.epochs),
+            "width": float(self.width) > 0,
+            "num_threads": self.num_threads is None or int(self.num_threads) >= 1,
+            "time_budget_s": self.time_budget_s is None or float(self.time_budget_s) > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"invalid value {getattr(self, name)!r}", field=name)
+        if self.nesterov and float(self.momentum) == 0:
+            raise ConfigError(
+                "Nesterov momentum needs momentum > 0 (or set nesterov: false)", field="nesterov"
+            )
+        for name in ("dataset_kwargs", "family_kwargs", "strategy_args"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"must be a mapping, got {type(getattr(self, name)).__name__}", field=name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | CandidateConfig) -> CandidateConfig:
+        """Build from a dict (e.g. a search trial's parameters merged over a study's defaults).
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid keys) or an invalid value.
+        """
+        if isinstance(data, CandidateConfig):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a candidate config must be a mapping, got {type(data).__name__}")
+        _unknown_keys(cls, data)
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-serialisable for JSON-serialisable kwargs) that `from_dict` reads back."""
+        return dataclasses.asdict(self)
+
+    def train_config(self, augment_default: bool) -> TrainConfig:
+        """The loop's recipe for this candidate (`augment` None resolves to `augment_default`)."""
+        return TrainConfig(
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            momentum=float(self.momentum),
+            nesterov=bool(self.nesterov),
+            weight_decay=float(self.weight_decay),
+            label_smoothing=float(self.label_smoothing),
+            warmup_epochs=float(self.warmup_epochs),
+            augment=augment_default if self.augment is None else bool(self.augment),
+            seed=int(self.seed),
+            num_threads=self.num_threads,
+            time_budget_s=self.time_budget_s,
+        )
+
+
+@dataclass
+class TrainConfig:
+    """The recipe the training loop (`icbench.training.loop.fit`) runs."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    num_threads: int | None = None
+    time_budget_s: float | None = None
