@@ -1,0 +1,299 @@
+"""Figures for the report (matplotlib, Agg canvas).
+
+Figures are built on `matplotlib.figure.Figure` with an Agg canvas instead of pyplot: no global
+backend switch and no pyplot state, so building a report inside a notebook or a study process leaves
+their plotting alone. matplotlib is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icbench.report.tables import acc_factor, fmt_num, macs_unit
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from icbench.report.aggregate import CellCurve
+
+#: Log-scale the MACs axis when the largest value is at least this multiple of the smallest.
+LOG_RATIO = 10.0
+
+
+def _figure(width: float = 7.0, height: float = 4.8, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def _maybe_log(ax: Axes, values: Sequence[float]) -> None:
+    vals = [v for v in values if v > 0 and math.isfinite(v)]
+    if vals and max(vals) / min(vals) >= LOG_RATIO:
+        ax.set_xscale("log")
+
+
+def _step_front(
+    ax: Axes, front: pd.DataFrame, x_right: float, scale: float, factor: float, **kw: Any
+) -> None:
+    """Draw a (max accuracy, min MACs) front as its attainment staircase, extended to `x_right`."""
+    pts = front.sort_values("macs")[["macs", "val_acc"]].to_numpy(dtype=float)
+    if len(pts) == 0:
+        return
+    xs = np.append(pts[:, 0], max(x_right, pts[-1, 0])) / scale
+    ys = np.append(pts[:, 1], pts[-1, 1]) * factor
+    ax.step(xs, ys, where="post", **kw)
+
+
+def plot_pareto(
+    candidates: pd.DataFrame,
+    front: pd.DataFrame,
+    out_path: str | Path,
+    *,
+    title: str,
+    excluded: str = "",
+) -> Path:
+    """pareto.png: validation accuracy against MACs.
+
+    Args:
+        candidates: COMPLETE trials with val_acc and macs (PRUNED/FAIL must be left out by the caller).
+        front: Their (val_acc, macs) Pareto front.
+        out_path: PNG file to write.
+        title: Figure title.
+        excluded: A note on what is not shown (e.g. "3 PRUNED, 2 FAIL not shown").
+
+    Returns:
+        The path written.
+    """
+    factor = acc_factor(candidates["val_acc"])
+    mname, mscale = macs_unit(candidates["macs"])
+    fig, (ax,) = _figure()
+    units = sorted({str(u) for u in candidates["unit"].fillna("?")}) if "unit" in candidates else ["?"]
+    colors = {u: f"C{i % 10}" for i, u in enumerate(units)}
+    for unit in units:
+        sel = (
+            candidates[candidates["unit"].fillna("?").astype(str) == unit]
+            if "unit" in candidates
+            else candidates
+        )
+        ax.scatter(
+            sel["macs"] / mscale,
+            sel["val_acc"] * factor,
+            s=24,
+            alpha=0.45,
+            color=colors[unit],
+            linewidths=0,
+            label=f"COMPLETE, unit {unit} ({len(sel)})",
+        )
+    x_right = float(candidates["macs"].max()) if len(candidates) else 0.0
+    _step_front(ax, front, x_right, mscale, factor, color="black", linewidth=1.4, label="Pareto front")
+    ax.scatter(
+        front["macs"] / mscale,
+        front["val_acc"] * factor,
+        s=36,
+        facecolors=[colors.get(str(u), "C0") for u in front.get("unit", ["?"] * len(front)).fillna("?")]
+        if "unit" in front
+        else "C0",
+        edgecolors="black",
+        linewidths=0.9,
+        zorder=3,
+        label=f"on the front ({len(front)})",
+    )
+    if 0 < len(front) <= 12:
+        # One label per distinct point: tied trials share a point and would overprint each other.
+        for (macs, acc), group in front.groupby(["macs", "val_acc"], sort=False):
+            ax.annotate(
+                ", ".join(f"#{n}" for n in group["number"]),
+                (macs / mscale, acc * factor),
+                textcoords="offset points",
+                xytext=(5, -11),
+                fontsize=7,
+            )
+    if "is_basic" in candidates:
+        basic = candidates[candidates["is_basic"].fillna(False).astype(bool)]
+        if len(basic):
+            ax.scatter(
+                basic["macs"] / mscale,
+                basic["val_acc"] * factor,
+                marker="*",
+                s=140,
+                color="gold",
+                edgecolors="black",
+                linewidths=0.8,
+                zorder=4,
+                label="basic (all-conv) network",
+            )
+    _maybe_log(ax, list(candidates["macs"] / mscale))
+    ax.set_xlabel(f"MACs per image ({mname}; FLOPs = 2 x MACs)")
+    ax.set_ylabel("Validation accuracy (%)")
+    ax.set_title(title + (f"\n{excluded}" if excluded else ""), fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, out_path)
+
+
+def _time_axis(seconds: np.ndarray) -> tuple[np.ndarray, str]:
+    finite = seconds[np.isfinite(seconds)]
+    top = finite.max() if len(finite) else 0.0
+    if top >= 2 * 3600:
+        return seconds / 3600, "hours"
+    if top >= 120:
+        return seconds / 60, "minutes"
+    return seconds, "seconds"
+
+
+def plot_hypervolume(
+    history: pd.DataFrame, reference: tuple[float, float], out_path: str | Path, *, title: str
+) -> Path:
+    """hypervolume.png: normalised hypervolume by trial number (left) and by wall-clock (right).
+
+    Args:
+        history: `pareto.hypervolume_history` output.
+        reference: The (accuracy, MACs) reference point, stated on the figure.
+        out_path: PNG file to write.
+        title: Figure title.
+    """
+    fig, (left, right) = _figure(width=10.0, height=4.2, ncols=2)
+    h = history.sort_values("number")
+    left.step(h["number"], h["hypervolume_norm"], where="post", color="C0", label="hypervolume after trial")
+    counted = h[h["counted"]]
+    left.scatter(
+        counted["number"], counted["hypervolume_norm"], s=12, color="C0", zorder=3, label="COMPLETE trial"
+    )
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_xlabel("Trial number")
+    left.set_ylabel("Hypervolume (fraction of reference box)")
+    left.set_title("By trial", fontsize=10)
+    t = h[np.isfinite(h["elapsed_s"].to_numpy(dtype=float))].sort_values("elapsed_s")
+    xs, unit = _time_axis(t["elapsed_s"].to_numpy(dtype=float))
+    right.step(xs, t["hypervolume_by_time_norm"], where="post", color="C1", label="hypervolume at time")
+    done = t["counted"].to_numpy(dtype=bool)
+    right.scatter(
+        xs[done], t["hypervolume_by_time_norm"][done], s=12, color="C1", zorder=3, label="COMPLETE trial"
+    )
+    right.set_xlabel(f"Wall-clock since study start ({unit})")
+    right.set_ylabel("Hypervolume (fraction of reference box)")
+    right.set_title("By wall-clock", fontsize=10)
+    for ax in (left, right):
+        # Limits follow the data (not from 0): the gains late in a study are small and must show.
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    acc_ref, macs_ref = reference
+    mname, mscale = macs_unit([macs_ref])
+    fig.suptitle(
+        f"{title}\nobjectives: max val acc, min MACs; reference point: val acc {acc_ref:g}, "
+        f"MACs {fmt_num(macs_ref, mscale)} {mname}",
+        fontsize=10,
+    )
+    return _save(fig, out_path)
+
+
+def plot_curves(
+    curves: Sequence[CellCurve], out_path: str | Path, *, title: str, target: float | None, acc_values: Any
+) -> Path:
+    """curves.png: validation accuracy per epoch for each cell, mean line with a ± 1 std band.
+
+    Args:
+        curves: `aggregate.cell_curves` output.
+        out_path: PNG file to write.
+        title: Figure title.
+        target: Epochs-to-target accuracy drawn as a dashed line (None: not drawn).
+        acc_values: Accuracy values used to decide fraction vs percent.
+    """
+    factor = acc_factor(acc_values)
+    fig, (ax,) = _figure()
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        ax.plot(
+            c.epochs,
+            c.mean * factor,
+            color=color,
+            marker="o",
+            markersize=3,
+            label=f"{c.label} (n={c.n.max()})",
+        )
+        ax.fill_between(
+            c.epochs, (c.mean - c.std) * factor, (c.mean + c.std) * factor, color=color, alpha=0.2
+        )
+    if target is not None and math.isfinite(target):
+        ax.axhline(
+            target * factor,
+            color="gray",
+            linestyle="--",
+            linewidth=1,
+            label=f"target {target * factor:.2f} %",
+        )
+    if not curves:
+        ax.text(0.5, 0.5, "no learning curves recorded", transform=ax.transAxes, ha="center", va="center")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Validation accuracy (%)")
+    ax.set_title(title + "\nmean over seeds, band: ± 1 std", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if curves or target is not None:
+        ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_path)
+
+
+def plot_compare(
+    series: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]], out_path: str | Path, *, title: str
+) -> Path:
+    """compare.png: several studies' COMPLETE trials (faint) and fronts (step lines) on one axis.
+
+    Args:
+        series: (label, COMPLETE candidates, front) per study.
+        out_path: PNG file to write.
+        title: Figure title.
+    """
+    import pandas as pd
+
+    every = pd.concat([c for _, c, _ in series]) if series else pd.DataFrame(columns=["macs", "val_acc"])
+    factor = acc_factor(every["val_acc"])
+    mname, mscale = macs_unit(every["macs"])
+    x_right = float(every["macs"].max()) if len(every) else 0.0
+    fig, (ax,) = _figure()
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for i, (label, cand, front) in enumerate(series):
+        color = f"C{i % 10}"
+        ax.scatter(
+            cand["macs"] / mscale, cand["val_acc"] * factor, s=14, alpha=0.25, color=color, linewidths=0
+        )
+        _step_front(ax, front, x_right, mscale, factor, color=color, linewidth=1.6)
+        ax.scatter(
+            front["macs"] / mscale,
+            front["val_acc"] * factor,
+            s=34,
+            marker=markers[i % len(markers)],
+            color=color,
+            edgecolors="black",
+            linewidths=0.7,
+            zorder=3,
+            label=f"{label}: front ({len(front)} of {len(cand)} COMPLETE)",
+        )
+    _maybe_log(ax, list(every["macs"] / mscale))
+    ax.set_xlabel(f"MACs per image ({mname}; FLOPs = 2 x MACs)")
+    ax.set_ylabel("Validation accuracy (%)")
+    ax.set_title(title + "\nfaint: all COMPLETE trials; lines: Pareto fronts", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_path)
