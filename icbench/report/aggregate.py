@@ -29,7 +29,10 @@ UNSPECIFIED = "(unspecified)"
 
 
 def state_counts(trials: pd.DataFrame) -> dict[str, int]:
-    """Trial counts: total, COMPLETE, PRUNED, FAIL, rejected (within FAIL), diverged, RUNNING, WAITING."""
+    """Trial counts: total, COMPLETE, PRUNED, FAIL, RUNNING, WAITING, and within FAIL: rejected, duplicate.
+
+    `diverged` counts trials whose status says so (FAIL in the search layer's schema).
+    """
     state = trials["state"]
     status = trials["status"].astype(str)
     return {
@@ -38,6 +41,7 @@ def state_counts(trials: pd.DataFrame) -> dict[str, int]:
         "PRUNED": int((state == "PRUNED").sum()),
         "FAIL": int((state == "FAIL").sum()),
         "rejected": int(((state == "FAIL") & (trials["rejected"] | (status == "rejected"))).sum()),
+        "duplicate": int(((state == "FAIL") & (status == "duplicate")).sum()),
         "diverged": int((status == "diverged").sum()),
         "RUNNING": int((state == "RUNNING").sum()),
         "WAITING": int((state == "WAITING").sum()),

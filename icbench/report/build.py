@@ -184,6 +184,11 @@ def summary_markdown(
         ["PRUNED", str(c["PRUNED"]), "stopped early by the scheduler"],
         ["FAIL", str(c["FAIL"]), f"raised, out of memory or diverged ({c['diverged']} diverged)"],
         ["rejected", str(c["rejected"]), "FAIL before training: over the MACs ceiling (counted in FAIL)"],
+        [
+            "duplicate",
+            str(c["duplicate"]),
+            "FAIL before training: parameters already evaluated (counted in FAIL)",
+        ],
         ["RUNNING", str(c["RUNNING"]), "not finished when this report was read"],
         ["total", str(c["total"]), ""],
     ]

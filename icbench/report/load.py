@@ -215,7 +215,8 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
 
     Args:
         storage: A storage object (used as is), a database URL ("sqlite:///runs/x/study.db",
-            "postgresql://..."), a path to a SQLite file, or a path to an Optuna journal file.
+            "postgresql://..."), a path to a SQLite file, or an Optuna journal file as a path or as
+            "journal:<path>".
 
     Returns:
         The storage and a function that releases what this call opened (a no-op for storage objects).
@@ -228,7 +229,9 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage, lambda: None
     text = os.fspath(storage)
-    if "://" in text:
+    if text.startswith("journal:"):  # the search layer's spelling of a journal-file storage
+        text = text[len("journal:") :]
+    elif "://" in text:
         path = _sqlite_path(text)
         if path is not None and not Path(path).is_file():
             raise StorageError(f"no storage file at {path} (from {text})")
@@ -303,6 +306,21 @@ def _status(state: str, attrs: dict[str, Any]) -> str:
     return {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(state, state.lower())
 
 
+def _info(name: str, attrs: dict[str, Any], params: dict[str, Any], candidate: dict[str, Any]) -> Any:
+    """A descriptive field from the user attributes, else the sampled parameters, else the candidate.
+
+    The search layer stores the full candidate config as the `candidate` attribute; fields fixed by the
+    study file (e.g. a strategy that is not searched) are found only there.
+    """
+    for source in (attrs, params):
+        if source.get(name) is not None:
+            return source[name]
+    value = candidate.get(name)
+    if name == "wld" and isinstance(value, dict):  # the candidate holds the WLD settings block
+        return bool(value.get("enabled"))
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
 def _seconds(a: datetime | None, b: datetime | None) -> float:
     return (b - a).total_seconds() if a is not None and b is not None else math.nan
 
@@ -340,9 +358,9 @@ def trials_frame(
             "rejected": bool(attrs.get("rejected", False)),
             "reason": attrs.get("reason") or attrs.get("stop_reason"),
         }
+        candidate = attrs.get("candidate") if isinstance(attrs.get("candidate"), dict) else {}
         for name in INFO_COLUMNS:
-            value = attrs.get(name, params.get(name))
-            row[name] = value
+            row[name] = _info(name, attrs, params, candidate)
         for name in METRIC_COLUMNS:
             row[name] = _number(attrs.get(name))
         if state == "COMPLETE" and t.values is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from report_fixtures import SEARCH_FRONT, SEARCH_ROWS, make_grid_study
+from report_fixtures import SEARCH_FRONT, SEARCH_ROWS, make_grid_study, make_search_study
 
 from icbench.report import REPORT_FILES, build_report, compare_studies
 from icbench.report.tables import ABLATION_COLUMNS, PARETO_COLUMNS, PARETO_CSV_COLUMNS
@@ -30,9 +30,13 @@ def documented(columns: tuple[str, ...], macs: str = "MMac", params: str = "K") 
     return [c.format(macs=macs, params=params) for c in columns]
 
 
-@pytest.fixture()
-def search_report(search_url: str, tmp_path: Path) -> Path:
-    report = build_report(search_url, "search", tmp_path / "reports" / "search")
+@pytest.fixture(scope="module")
+def search_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built once for the module: the tests below only read the files.
+    tmp = tmp_path_factory.mktemp("search_report")
+    url = f"sqlite:///{tmp / 'study.db'}"
+    make_search_study(url)
+    report = build_report(url, "search", tmp / "reports" / "search")
     assert not report.notes
     return report.out_dir
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -77,7 +78,7 @@ def test_missing_file_is_not_created(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_path_and_storage_object(search_url: str, tmp_path: Path) -> None:
+def test_path_url_and_storage_object(search_url: str, tmp_path: Path) -> None:
     path = Path(search_url.removeprefix("sqlite:///"))
     assert len(load_trials(path, "search")) == len(SEARCH_ROWS)
     storage = optuna.storages.RDBStorage(search_url)
@@ -86,6 +87,7 @@ def test_path_and_storage_object(search_url: str, tmp_path: Path) -> None:
     backend = optuna.storages.journal.JournalFileBackend(str(journal))
     make_search_study(optuna.storages.JournalStorage(backend), name="j")
     assert len(load_trials(journal, "j")) == len(SEARCH_ROWS)
+    assert len(load_trials(f"journal:{journal}", "j")) == len(SEARCH_ROWS)
 
 
 def test_reading_never_writes(search_url: str) -> None:
@@ -126,10 +128,15 @@ WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_report_while_study_writes(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_report_while_study_writes(db_url: str, tmp_path: Path, journal_mode: str) -> None:
+    # The search layer switches its databases to WAL; plain rollback journals must work too.
+    con = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    con.execute(f"PRAGMA journal_mode={journal_mode}")
+    con.close()
     study = optuna.create_study(study_name="live", storage=db_url, directions=["maximize", "minimize"])
     study.add_trial(optuna.trial.create_trial(values=[0.5, 1e6], user_attrs={"val_acc": 0.5, "macs": 1e6}))
-    n = 60
+    n = 30
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, db_url, str(n)],
         stdout=subprocess.PIPE,
@@ -153,3 +160,12 @@ def test_report_while_study_writes(db_url: str, tmp_path: Path) -> None:
     assert reports >= 2
     final = load_trials(db_url, "live")
     assert (final["state"] == "COMPLETE").sum() == n + 1
+
+
+def test_fields_fixed_by_the_study_come_from_the_candidate(db_url: str) -> None:
+    # A strategy that is not searched is only in the `candidate` attribute the search layer stores.
+    study = optuna.create_study(study_name="c", storage=db_url, directions=["maximize", "minimize"])
+    attrs = {"status": "complete", "candidate": {"strategy": "stages", "wld": {"enabled": True}, "seed": 3}}
+    study.add_trial(optuna.trial.create_trial(values=[0.8, 1e6], user_attrs=attrs))
+    row = load_trials(db_url, "c").iloc[0]
+    assert row["strategy"] == "stages" and bool(row["wld"]) and row["seed"] == 3
