@@ -75,7 +75,7 @@ class Report:
 
 
 # --------------------------------------------------------------------------------------------------
-# Writing helpers
+# File writing
 
 
 def _atomic(path: Path, write: Callable[[Path], Any]) -> Path:
