@@ -23,7 +23,7 @@ def _kv(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise IcbenchError(f"--arg expects KEY=VALUE, got {item!r}")
+            raise IcbenchError(f"expected KEY=VALUE, got {item!r}")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("study")
     p.add_argument("--dry-run", action="store_true", help="validate, list sites and the MACs range; train nothing")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     p = sub.add_parser("validate", help="same as run --dry-run")
     p.add_argument("study")
+    p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     p = sub.add_parser("sites", help="site table of a family, and the cost of a placement")
     p.add_argument("family")
     p.add_argument("--size")

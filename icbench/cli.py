@@ -9,29 +9,30 @@ from typing import Any
 from icbench.errors import IcbenchError
 
 
-def dispatch(args: argparse.Namespace, strategy_args: dict[str, Any]) -> int:
+def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
+    """Run a parsed subcommand; `kv` holds its KEY=VALUE options (`--set` overrides or `--arg`s)."""
     return {
-        "run": _run,
-        "validate": _validate,
-        "sites": lambda a: _sites(a, strategy_args),
+        "run": lambda a: _run(a, kv),
+        "validate": lambda a: _validate(a, kv),
+        "sites": lambda a: _sites(a, kv),
         "report": _report,
         "compare": _compare,
     }[args.command](args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if args.dry_run:
-        return _validate(args)
+        return _validate(args, overrides)
     from icbench.search import run_study
 
-    run = run_study(args.study, report=not args.no_report)
+    run = run_study(args.study, report=not args.no_report, overrides=overrides)
     return 3 if run.stop_reason else 0
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from icbench.search import dry_run
 
-    dry_run(args.study)
+    dry_run(args.study, overrides)
     return 0
 
 

@@ -14,7 +14,7 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports
 
         return run_study
     if name == "dry_run":
-        from icbench.search.dry_run import dry_run
+        from icbench.search.preview import dry_run
 
         return dry_run
     raise AttributeError(name)

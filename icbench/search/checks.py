@@ -51,12 +51,15 @@ def mask_length(loaded: LoadedStudy) -> int | None:
     masks = [p for p in loaded.space.params.values() if isinstance(p, MaskParam)]
     if not masks:
         return None
-    from icbench.placement import mask_units
+    from icbench.placement import eligible_blocks, sites
     from icbench.training import build_candidate
 
     base = sp.base_candidate(loaded)
     model, _, input_shape = build_candidate({**base, "strategy": "none", "strategy_args": {}})
-    return mask_units(model, input_shape, base["family"], over=masks[0].over)
+    site_list = sites(model, input_shape, family=base["family"])
+    if masks[0].over == "blocks":
+        return len(eligible_blocks(site_list))
+    return sum(s.eligible for s in site_list)
 
 
 def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
@@ -151,10 +154,11 @@ def _unknown(kind: str, value: Any, reg: Any) -> str:
 
 
 def _check_dataset(loaded: LoadedStudy) -> None:
-    from icbench.data import check_dataset
+    from icbench.data import dataset_info
 
+    d = loaded.config.dataset
     try:
-        check_dataset(loaded.config.dataset.name, loaded.config.dataset.root)
+        dataset_info(d.name, d.root, **d.kwargs)
     except IcbenchError as e:
         raise ConfigError(str(e), source=str(loaded.study_path), field="dataset.root") from None
 
@@ -163,12 +167,12 @@ def _check_teacher(loaded: LoadedStudy) -> None:
     path = loaded.config.wld.teacher_checkpoint
     if not path:
         return
-    from icbench.training import load_checkpoint
+    from icbench.families import read_state_dict
 
     if not Path(path).is_file():
         raise ConfigError(f"teacher checkpoint not found: {path}", source=str(loaded.study_path), field="wld.teacher_checkpoint")
     try:
-        load_checkpoint(path)
+        read_state_dict(path)
     except IcbenchError as e:
         raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
 
@@ -182,6 +186,7 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
     from icbench.training import CandidateConfig
 
     proposer = Proposer(loaded, checked)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=loaded.config.sampler.seed))
     base = {**proposer.base, "unit": "conv", "strategy": "none", "strategy_args": {}}
     points: list[tuple[str, dict[str, Any]]] = [("the basic network", base)]

@@ -67,6 +67,7 @@ class Proposer:
         attrs: dict[str, Any] = {
             "placement": canonical,
             "unit": canonical.split(":", 1)[0],
+            "strategy": cand["strategy"],
             "family": cand["family"],
             "size": cand.get("size"),
             "seed": cand.get("seed"),

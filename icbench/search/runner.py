@@ -147,7 +147,7 @@ def mark_interrupted(study: Any) -> int:
     """Trials left RUNNING by a driver that died are FAIL with a reason; returns how many."""
     from optuna.trial import TrialState
 
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
         study._storage.set_trial_user_attr(
@@ -179,6 +179,7 @@ def run_study(
     path: str | Path,
     *,
     report: bool = True,
+    overrides: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> StudyRun:
     """Run (or resume) the study in `path` until it has its target number of evaluated trials.
@@ -187,7 +188,7 @@ def run_study(
         ConfigError: for any invalid input, before Ray starts and before anything is written to storage.
     """
     t0 = time.perf_counter()
-    loaded = load_study(path)
+    loaded = load_study(path, overrides)
     checked = check_study(loaded)
     c = loaded.config
     url = storage_url(loaded)

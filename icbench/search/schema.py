@@ -8,6 +8,7 @@ call code.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,7 +83,7 @@ class MaskParam(_Param):
     """One boolean per block (or per eligible site) of the study's family: the searchable placement.
 
     Expands into Optuna parameters `<name>_0 ... <name>_{n-1}`; the result is passed as the `mask`
-    strategy's `bits`. Only meaningful together with `strategy: mask`.
+    strategy's `mask` (with `by: block` or `by: site`). Only meaningful together with `strategy: mask`.
     """
 
     type: Literal["mask"]
@@ -125,6 +126,7 @@ class SearchSpace(_Strict):
 class DatasetSection(_Strict):
     name: str = "mnist5k"
     root: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class FamilySection(_Strict):
@@ -334,14 +336,35 @@ def load_search_space(path: str | Path) -> tuple[SearchSpace, str]:
     return _validate(SearchSpace, data, p), text
 
 
-def load_study(path: str | Path) -> LoadedStudy:
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: Path) -> dict[str, Any]:
+    """`data` with dotted-key overrides (`--set dataset.root=/data`) written in."""
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = out
+        keys = dotted.split(".")
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"cannot override {dotted!r}: {k!r} is not a mapping", source=str(source), field=dotted)
+            node = nxt
+        node[keys[-1]] = value
+    return out
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> LoadedStudy:
     """Read and validate a study file and the search-space file it names.
+
+    Args:
+        path: the study file.
+        overrides: dotted keys replacing values of the file (the command line's `--set KEY=VALUE`).
 
     Raises:
         ConfigError: naming the file and the field for any syntax, type, range or reference problem.
     """
     p = Path(path)
     data, text = read_yaml(p)
+    if overrides:
+        data = apply_overrides(data, overrides, p)
     config: StudyConfig = _validate(StudyConfig, data, p)
     space_path = Path(config.search_space)
     if not space_path.is_absolute():

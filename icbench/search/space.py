@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Parameter names whose natural target is a nested field.
 DEFAULT_TARGETS = {"wld": "wld.enabled"}
+#: MaskParam.over -> the `mask` strategy's `by` argument.
+MASK_LEVEL = {"blocks": "block", "sites": "site"}
 #: Grids larger than this are refused: a grid study is meant for ablations, not for search.
 MAX_GRID = 10_000
 
@@ -30,7 +32,7 @@ def target_of(name: str, param: Any) -> str:
     if param.target:
         return param.target
     if isinstance(param, MaskParam):
-        return "strategy_args.bits"
+        return "strategy_args.mask"
     return DEFAULT_TARGETS.get(name, name)
 
 
@@ -99,6 +101,7 @@ def base_candidate(loaded: LoadedStudy) -> dict[str, Any]:
     return {
         "dataset": c.dataset.name,
         "dataset_root": c.dataset.root,
+        "dataset_kwargs": dict(c.dataset.kwargs),
         "family": c.family.name,
         "size": c.family.size,
         "width": c.family.width,
@@ -118,7 +121,10 @@ def candidate(base: dict[str, Any], space: SearchSpace, values: dict[str, Any]) 
     """`base` with each sampled value written to its parameter's target field."""
     cand = copy.deepcopy(base)
     for name, value in values.items():
-        set_dotted(cand, target_of(name, space.params[name]), value)
+        param = space.params[name]
+        set_dotted(cand, target_of(name, param), value)
+        if isinstance(param, MaskParam):  # the mask strategy's level: one bit per block or per eligible site
+            set_dotted(cand, "strategy_args.by", MASK_LEVEL[param.over])
     return cand
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from icbench.search import space as sp
 from icbench.search.checks import check_study
@@ -13,12 +14,12 @@ from icbench.search.schema import load_study
 N_PROBE_DRY = 32
 
 
-def dry_run(path: str | Path, echo: Callable[[str], None] = print) -> None:
+def dry_run(path: str | Path, overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print) -> None:
     """Validate everything and print what a run would do; trains nothing and writes nothing to storage."""
     from icbench.placement import format_site_table, sites
     from icbench.training import build_candidate
 
-    loaded = load_study(path)
+    loaded = load_study(path, overrides)
     checked = check_study(loaded, n_probe=N_PROBE_DRY)
     c = loaded.config
     base = sp.base_candidate(loaded)
