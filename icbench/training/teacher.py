@@ -1,0 +1,295 @@
+"""The WLD teacher: the basic network, trained once per configuration and cached, or read from a file.
+
+Cache layout (`cache_dir`): `<key>.pt` (the state dict, CPU tensors), `<key>.json` (the spec the key
+hashes, the teacher's metrics and versions) and `<key>.lock`. The key is a hash of everything that
+determines the teacher's weights: family, size, width, family options, dataset (root and options),
+recipe and teacher seed; not the device or thread count.
+
+Concurrent trials are safe: the first one to need a teacher takes the key's file lock and trains it,
+the others wait on the lock and then load it. Files are written under a temporary name and renamed
+into place (`os.replace` is atomic), so a half-written checkpoint is never visible, and a reader that
+finds both files needs no lock at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+import icbench
+from icbench.data import Splits
+from icbench.errors import CheckpointError, IcbenchError
+from icbench.training.config import CandidateConfig, TrainConfig
+from icbench.training.loop import evaluate, fit, seed_everything
+
+__all__ = [
+    "TEACHER_FORMAT",
+    "Teacher",
+    "TeacherError",
+    "cached_teacher",
+    "check_state_dict",
+    "checkpoint_teacher",
+    "read_state_dict",
+    "teacher_key",
+    "teacher_spec",
+    "train_teacher",
+]
+
+#: Bumped when the way teachers are trained or stored changes, so old cache entries are not reused.
+TEACHER_FORMAT = 1
+
+
+class TeacherError(IcbenchError):
+    """The teacher could not be trained (its loss diverged)."""
+
+
+@dataclass
+class Teacher:
+    """A basic network ready to distil from.
+
+    Attributes:
+        model: the network with the teacher's weights, on the CPU, in eval mode.
+        state_dict: its weights (CPU tensors), for warm-starting a student.
+        key: cache key, or "checkpoint:<sha256 prefix>" for a file.
+        val_acc: its validation accuracy (from the cache metrics, or measured for a checkpoint).
+        source: "trained" (trained by this call), "cache" (read from the cache) or "checkpoint".
+        metrics: the cache entry's metrics (empty for a checkpoint).
+    """
+
+    model: nn.Module
+    state_dict: dict[str, torch.Tensor]
+    key: str
+    val_acc: float | None
+    source: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def teacher_spec(config: CandidateConfig, *, size: str | None, augment: bool) -> dict[str, Any]:
+    """What determines a cached teacher's weights (the input of `teacher_key`)."""
+    root = config.dataset_root
+    return {
+        "format": TEACHER_FORMAT,
+        "family": config.family,
+        "size": size,
+        "width": float(config.width),
+        "family_kwargs": dict(config.family_kwargs),
+        "dataset": config.dataset,
+        "dataset_root": str(Path(root).expanduser().resolve()) if root is not None else None,
+        "dataset_kwargs": dict(config.dataset_kwargs),
+        "recipe": {
+            "epochs": int(config.wld.teacher_epochs or config.epochs),
+            "batch_size": int(config.batch_size),
+            "lr": float(config.lr),
+            "momentum": float(config.momentum),
+            "nesterov": bool(config.nesterov),
+            "weight_decay": float(config.weight_decay),
+            "label_smoothing": float(config.label_smoothing),
+            "warmup_epochs": float(config.warmup_epochs),
+            "augment": bool(augment),
+        },
+        "seed": int(config.wld.teacher_seed),
+    }
+
+
+def teacher_key(spec: Mapping[str, Any]) -> str:
+    """A short stable hash of a teacher spec (sorted-key JSON, SHA-256, 16 hex digits)."""
+    text = json.dumps(spec, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train_teacher(
+    build_basic: Callable[[], nn.Module], splits: Splits, recipe: TrainConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train the basic network with `recipe` and return (CPU state dict, metrics).
+
+    Raises:
+        TeacherError: the training diverged (nothing is cached then).
+    """
+    seed_everything(recipe.seed)
+    model = build_basic()
+    result = fit(model, splits, recipe)
+    if result.diverged:
+        raise TeacherError(
+            f"the teacher (basic network) diverged after {result.epochs_done} epoch(s) at lr={recipe.lr}; "
+            "lower the learning rate or give a teacher_checkpoint"
+        )
+    metrics = {
+        "val_acc": result.val_acc,
+        "test_acc": evaluate(model, splits.test, batch_size=2 * recipe.batch_size),
+        "epochs_done": result.epochs_done,
+        "train_time_s": result.train_time_s,
+        "curve": result.curve,
+        "device": str(splits.train.device),
+    }
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return state, metrics
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cached_teacher(
+    spec: Mapping[str, Any],
+    cache_dir: str | os.PathLike[str],
+    *,
+    build_basic: Callable[[], nn.Module],
+    splits: Splits,
+    recipe: TrainConfig,
+) -> Teacher:
+    """The teacher for `spec`: read from `cache_dir`, or trained with `recipe` and stored there.
+
+    Args:
+        spec: the teacher's spec (`teacher_spec`); hashed into the cache key and stored beside it.
+        cache_dir: the cache directory (created if missing).
+        build_basic: builds a fresh basic network (every site a plain convolution).
+        splits: the training data.
+        recipe: how to train it (its seed is the teacher seed).
+
+    Raises:
+        TeacherError: training diverged.
+        CheckpointError: a cache entry exists but cannot be read or does not match the network.
+    """
+    from filelock import FileLock
+
+    key = teacher_key(spec)
+    cache = Path(cache_dir)
+    weights, meta = cache / f"{key}.pt", cache / f"{key}.json"
+    if not (weights.is_file() and meta.is_file()):
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache / f"{key}.lock")):
+            if not (weights.is_file() and meta.is_file()):  # another process may have trained it meanwhile
+                state, metrics = train_teacher(build_basic, splits, recipe)
+                record = {
+                    "key": key,
+                    "spec": dict(spec),
+                    **metrics,
+                    "versions": {"icbench": icbench.__version__, "torch": torch.__version__},
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                }
+                # Metadata first, weights last: the weights file is what marks the entry complete.
+                _atomic_write(meta, lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
+                _atomic_write(weights, lambda f: torch.save(state, f))
+                model = build_basic()
+                model.load_state_dict(state)
+                return Teacher(model.eval(), state, key, metrics["val_acc"], "trained", record)
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"cached teacher metadata {meta} is unreadable ({e}); delete it to retrain"
+        ) from None
+    state = read_state_dict(weights, what="cached teacher")
+    model = build_basic()
+    check_state_dict(model, state, source=str(weights))
+    model.load_state_dict(state)
+    return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
+
+
+def read_state_dict(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Read a state dict with `torch.load(weights_only=True)` onto the CPU.
+
+    A dict holding the weights under "state_dict", "model" or "model_state_dict" is unwrapped, and a
+    "module." prefix on every key (DataParallel) is removed.
+
+    Raises:
+        CheckpointError: missing, unreadable, unsafe (needs arbitrary unpickling) or not a state dict;
+            the message is one line, never a pickle traceback.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many unrelated types here; all mean "not a usable checkpoint"
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"cannot read {what} {path}: not a weights-only PyTorch checkpoint "
+            f"({type(e).__name__}: {first_line})"
+        ) from None
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{what} {path} does not hold a state dict (a mapping of names to tensors)")
+    state = {str(k): v for k, v in obj.items()}
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _key_list(keys: list[str], limit: int = 10) -> str:
+    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Raise `CheckpointError` listing the mismatching keys unless `state` fits `model` exactly."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_key_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_key_list(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatches (checkpoint vs model): {_key_list(shapes)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the basic network (check family, size, width, classes and "
+            f"channels): {'; '.join(problems)}"
+        )
+
+
+def checkpoint_teacher(
+    path: str | os.PathLike[str], *, build_basic: Callable[[], nn.Module], splits: Splits | None = None
+) -> Teacher:
+    """A teacher read from a state-dict file of the basic network.
+
+    Args:
+        path: the checkpoint (read with `weights_only=True`).
+        build_basic: builds the basic network the checkpoint must match exactly.
+        splits: if given, the teacher's validation accuracy is measured on `splits.val`.
+
+    Raises:
+        CheckpointError: unreadable, unsafe, not a state dict, or keys/shapes that do not match.
+    """
+    state = read_state_dict(path, what="teacher checkpoint")
+    model = build_basic()
+    check_state_dict(model, state, source=f"teacher checkpoint {path}")
+    model.load_state_dict(state)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    val_acc = None
+    if splits is not None:
+        device = splits.val.device
+        val_acc = evaluate(model.to(device), splits.val)
+        model.to("cpu")
+    return Teacher(model.eval(), state, f"checkpoint:{digest}", val_acc, "checkpoint")
