@@ -153,9 +153,11 @@ class FitResult:
     Attributes:
         val_acc: validation accuracy of the final model (NaN when diverged).
         epochs_done: completed epochs.
-        curve: one record per completed epoch: epoch (1-based), train_loss, val_acc, epoch_time_s.
+        curve: one record per completed epoch: epoch (1-based), train_loss (mean over the epoch's
+            batches), val_acc, epoch_time_s (training and the validation pass).
         diverged: the loss became non-finite.
-        stop_reason: None (full budget), "diverged" or "time_budget".
+        stop_reason: None (full budget), "diverged" or "time_budget" (checked after every step; a
+            run stopped inside an epoch is validated once more, but that epoch is not recorded).
         train_time_s: wall time of the loop, evaluations included.
     """
 
@@ -213,7 +215,7 @@ def fit(
         )
         gen = _generator(splits.train, config.seed)
         steps_per_epoch = splits.train.num_batches(config.batch_size, drop_last=True)
-        total_steps = config.epochs * steps_per_epoch
+        total_steps = max(1, config.epochs * steps_per_epoch)
         warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
         eval_bs = eval_batch_size or 2 * config.batch_size
         on_cpu = device.type == "cpu"

@@ -1,0 +1,240 @@
+"""The training harness's tax, and WLD's claim: epochs to a target accuracy.
+
+Usage:
+    .venv/bin/python benchmarks/training.py [--threads 1] [--device auto] [--seeds 3] [--epochs 6]
+        [--target 0.97] [--teacher-epochs 2] [--tax-reps 5] [--skip-tax] [--skip-wld]
+
+1. Harness tax. One epoch of the same candidate (same model, same seed, same in-memory data,
+   augmentation off) trained (a) through `train_candidate` (build, sites, MACs count, the loop with
+   its schedule, finiteness checks and per-epoch validation, then the test pass) and (b) by a bare
+   hand-written PyTorch loop (randperm batches, SGD with Nesterov momentum, one validation pass).
+   The two alternate, `--tax-reps` times each; medians and their ratio are printed, for the whole
+   call and for the loop alone (`fit`'s own time). Target: at most 1.10x on the CPU.
+2. WLD's claim (DESIGN.md §4). Epochs until the validation accuracy first reaches `--target` on
+   mnist5k for (a) the basic network (every site a plain convolution), (b) the IC network (every
+   eligible site `ic`) from scratch, (c) the IC network with WLD: warm-started from a *weak* teacher
+   (the basic network trained for `--teacher-epochs` only, once, cached; its cost is printed
+   separately) and distilled with the default λ schedule. Over `--seeds` seeds: mean ± std.
+
+The default run takes a few minutes on 2 CPU cores. Threads default to 1: on a shared machine two
+spinning OpenMP threads per process can make each epoch many times slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from icbench.data import load_dataset  # noqa: E402
+from icbench.families import tiny_size  # noqa: E402
+from icbench.training import build_candidate, train_candidate  # noqa: E402
+from icbench.training.loop import resolve_device  # noqa: E402
+
+TAX_TARGET = 1.10
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def bare_epoch(config: dict[str, Any], device: torch.device) -> float:
+    """One epoch by a hand-written loop on the same model and tensors; returns validation accuracy."""
+    splits = load_dataset(config["dataset"], device=device)  # the same in-memory tensors
+    model, _, _ = build_candidate(config)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config["lr"], momentum=0.9, nesterov=True, weight_decay=config["weight_decay"]
+    )
+    x, y = splits.train.x, splits.train.y
+    bs = config["batch_size"]
+    gen = torch.Generator(device=device).manual_seed(config["seed"])
+    perm = torch.randperm(len(x), device=device, generator=gen)
+    model.train()
+    for i in range(len(x) // bs):
+        idx = perm[i * bs : (i + 1) * bs]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(x[idx].contiguous(memory_format=fmt)), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    correct = 0
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        xv, yv = splits.val.x, splits.val.y
+        for i in range(0, len(xv), 2 * bs):
+            correct += int((model(xv[i : i + 2 * bs]).argmax(1) == yv[i : i + 2 * bs]).sum())
+    return correct / len(xv)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def harness_tax(args: argparse.Namespace, device: torch.device) -> None:
+    config = {
+        "dataset": "mnist5k",
+        "family": "resnet_cifar",
+        "size": args.size,
+        "width": args.width,
+        "epochs": 1,
+        "batch_size": args.batch_size,
+        "lr": 0.05,
+        "weight_decay": 5e-4,
+        "augment": False,
+        "seed": 0,
+        "device": str(device),
+        "latency": False,
+    }
+    load_dataset("mnist5k", device=device)  # read once up front: both sides then use the cached tensors
+    bare_epoch(config, device)  # warm-up (allocator, kernel choice) for both sides
+    train_candidate(config)
+    harness, loop_only, bare = [], [], []
+    for rep in range(args.tax_reps):
+        order = ("harness", "bare") if rep % 2 == 0 else ("bare", "harness")
+        for side in order:
+            if side == "harness":
+                t, m = timed(lambda: train_candidate(config))
+                harness.append(t)
+                loop_only.append(m["train_time_s"])
+            else:
+                bare.append(timed(lambda: bare_epoch(config, device))[0])
+    h, lo, b = statistics.median(harness), statistics.median(loop_only), statistics.median(bare)
+    print(
+        f"\n## 1. Harness tax: one epoch of resnet_cifar {args.size} (IC at every eligible site) on mnist5k, "
+        f"batch {args.batch_size}, no augmentation, {args.tax_reps} alternating runs each, medians"
+    )
+    print(f"{'run':<52} {'median s':>9} {'min s':>7} {'max s':>7}")
+    print(f"{'bare hand-written PyTorch loop':<52} {b:>9.3f} {min(bare):>7.3f} {max(bare):>7.3f}")
+    print(f"{'train_candidate (whole call)':<52} {h:>9.3f} {min(harness):>7.3f} {max(harness):>7.3f}")
+    label = "  of which fit() (loop + validation)"
+    print(f"{label:<52} {lo:>9.3f} {min(loop_only):>7.3f} {max(loop_only):>7.3f}")
+    verdict = "meets" if h / b <= TAX_TARGET else "MISSES"
+    print(f"ratio train_candidate / bare: {h / b:.3f}x ({verdict} the {TAX_TARGET:.2f}x target)")
+    print(f"ratio fit() / bare:           {lo / b:.3f}x")
+
+
+def epochs_to(curve: list[dict[str, Any]], target: float) -> int | None:
+    return next((e["epoch"] for e in curve if e["val_acc"] >= target), None)
+
+
+def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(std)}"
+
+
+def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
+    base = {
+        "dataset": "mnist5k",
+        "family": "resnet_cifar",
+        "size": args.size,
+        "width": args.width,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "latency": False,
+    }
+    cache = tempfile.mkdtemp(prefix="icbench-teachers-")
+    wld = {"enabled": True, "teacher_epochs": args.teacher_epochs}
+    variants = [
+        ("(a) basic network (all conv)", {"strategy": "none"}),
+        ("(b) IC from scratch", {"strategy": "all"}),
+        ("(c) IC + WLD (warm start + distillation)", {"strategy": "all", "cache_dir": cache, "wld": wld}),
+    ]
+    rows = []
+    for name, extra in variants:
+        reached, finals, times = [], [], []
+        for seed in range(args.seeds):
+            m = train_candidate({**base, **extra, "seed": seed})
+            e = epochs_to(m["curve"], args.target)
+            if e is not None:
+                reached.append(e)
+            finals.append(m["val_acc"])
+            times.append(m["train_time_s"])
+            print(
+                f"  {name} seed {seed}: val acc by epoch "
+                + " ".join(f"{c['val_acc']:.3f}" for c in m["curve"])
+                + f"  ({m['train_time_s']:.1f} s)",
+                flush=True,
+            )
+        rows.append((name, reached, finals, times))
+    teacher = json.loads(next(Path(cache).glob("*.json")).read_text())
+    print(
+        f"\n## 2. WLD: epochs to {args.target:.1%} validation accuracy on mnist5k, resnet_cifar {args.size} "
+        f"width {args.width}, {args.epochs} epochs (cosine), batch {args.batch_size}, "
+        f"seeds 0..{args.seeds - 1}"
+    )
+    header = (
+        f"{'variant':<44} {'reached':>8} {'epochs to target':>17} {'final val acc':>16} {'train s/run':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, reached, finals, times in rows:
+        print(
+            f"{name:<44} {f'{len(reached)}/{args.seeds}':>8} {mean_std([float(r) for r in reached]):>17} "
+            f"{mean_std(finals, '{:.4f}'):>16} {statistics.mean(times):>12.1f}"
+        )
+    print(
+        f"(c)'s teacher: the basic network trained {args.teacher_epochs} epoch(s) once (seed 0) and cached; "
+        f"validation accuracy {teacher['val_acc']:.4f}, trained in {teacher['train_time_s']:.1f} s. "
+        "Epochs to target count the student's epochs only."
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see above)")
+    parser.add_argument("--size", default=tiny_size("resnet_cifar"))
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tax-reps", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--target", type=float, default=0.97)
+    parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--skip-tax", action="store_true")
+    parser.add_argument("--skip-wld", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    print(f"machine: {machine()}")
+    print(f"torch {torch.__version__}, device {device}{gpu}, {torch.get_num_threads()} CPU thread(s)")
+    start = time.perf_counter()
+    if not args.skip_tax:
+        harness_tax(args, device)
+    if not args.skip_wld:
+        wld_claim(args, device)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
