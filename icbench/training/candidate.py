@@ -7,7 +7,6 @@ get the teacher and warm-start from it → run the loop → evaluate on the test
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -149,14 +148,8 @@ def _teacher(config: CandidateConfig, splits: Splits, size: str | None) -> Teach
 
     if config.wld.teacher_checkpoint:
         return checkpoint_teacher(config.wld.teacher_checkpoint, build_basic=build_basic, splits=splits)
-    recipe = config.train_config(splits.info.augment)
-    recipe = dataclasses.replace(
-        recipe,
-        epochs=int(config.wld.teacher_epochs or config.epochs),
-        seed=int(config.wld.teacher_seed),
-        time_budget_s=None,
-    )
-    spec = teacher_spec(config, size=size, augment=recipe.augment)
+    recipe = config.teacher_train_config(splits.info.augment)
+    spec = teacher_spec(config, size=size, recipe=recipe)
     return cached_teacher(spec, config.cache_dir, build_basic=build_basic, splits=splits, recipe=recipe)
 
 

@@ -13,10 +13,22 @@ from typing import Any
 
 from icbench.errors import ConfigError
 
-__all__ = ["LAMBDA_SCHEDULES", "CandidateConfig", "TrainConfig", "WLDConfig"]
+__all__ = ["LAMBDA_SCHEDULES", "TEACHER_RECIPE_KEYS", "CandidateConfig", "TrainConfig", "WLDConfig"]
 
 #: λ schedules of weak logit distillation (see `icbench.training.wld.wld_lambda`).
 LAMBDA_SCHEDULES = ("linear", "cosine", "constant", "step")
+#: Recipe fields a cached teacher may set differently from the candidate (`WLDConfig.teacher_recipe`).
+TEACHER_RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "warmup_epochs",
+    "augment",
+)
 
 
 def _unknown_keys(cls: type, data: Mapping[str, Any], prefix: str = "") -> None:
@@ -46,6 +58,9 @@ class WLDConfig:
         teacher_checkpoint: a state-dict file of the basic network to use instead of the cache.
         teacher_epochs: epochs to train a cached teacher (None: the candidate's `epochs`).
         teacher_seed: seed of a cached teacher, fixed so all trials of a study share one teacher.
+        teacher_recipe: recipe fields of a cached teacher that differ from the candidate's (keys of
+            `TEACHER_RECIPE_KEYS`). A search that samples e.g. `lr` should pin the teacher's here,
+            or every sampled value is a different recipe and trains a teacher of its own.
     """
 
     enabled: bool = False
@@ -58,6 +73,7 @@ class WLDConfig:
     teacher_checkpoint: str | None = None
     teacher_epochs: int | None = None
     teacher_seed: int = 0
+    teacher_recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.schedule not in LAMBDA_SCHEDULES:
@@ -71,6 +87,20 @@ class WLDConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}", field="wld.temperature")
         if not 0.0 < float(self.end) <= 1.0:
             raise ConfigError(f"end must be in (0, 1], got {self.end}", field="wld.end")
+        if not isinstance(self.teacher_recipe, Mapping):
+            raise ConfigError("teacher_recipe must be a mapping", field="wld.teacher_recipe")
+        unknown = sorted(set(self.teacher_recipe) - set(TEACHER_RECIPE_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown teacher recipe key(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(TEACHER_RECIPE_KEYS)}",
+                field=f"wld.teacher_recipe.{unknown[0]}",
+            )
+        if "epochs" in self.teacher_recipe and self.teacher_epochs is not None:
+            raise ConfigError(
+                "give the teacher's epochs once: teacher_epochs or teacher_recipe.epochs",
+                field="wld.teacher_epochs",
+            )
         if self.teacher_epochs is not None and int(self.teacher_epochs) < 1:
             raise ConfigError(
                 f"teacher_epochs must be >= 1, got {self.teacher_epochs}", field="wld.teacher_epochs"
@@ -141,6 +171,42 @@ class CandidateConfig:
     device: str = "auto"
     num_threads: int | None = None
     time_budget_s: float | None = None
+
+    @staticmethod
+    def checked(config: TrainConfig, prefix: str = "") -> TrainConfig:
+        """`config` with its numeric fields coerced to their types, or a ConfigError naming the field."""
+        try:
+            out = dataclasses.replace(
+                config,
+                epochs=int(config.epochs),
+                batch_size=int(config.batch_size),
+                lr=float(config.lr),
+                momentum=float(config.momentum),
+                nesterov=bool(config.nesterov),
+                weight_decay=float(config.weight_decay),
+                label_smoothing=float(config.label_smoothing),
+                warmup_epochs=float(config.warmup_epochs),
+                augment=bool(config.augment),
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid recipe value: {e}", field=prefix.rstrip(".")) from None
+        bad = [
+            name
+            for name, ok in (
+                ("epochs", out.epochs >= 1),
+                ("batch_size", out.batch_size >= 1),
+                ("lr", out.lr > 0),
+                ("momentum", 0 <= out.momentum < 1),
+                ("weight_decay", out.weight_decay >= 0),
+                ("label_smoothing", 0 <= out.label_smoothing < 1),
+                ("warmup_epochs", 0 <= out.warmup_epochs <= out.epochs),
+            )
+            if not ok
+        ]
+        if bad:
+            raise ConfigError(f"invalid value {getattr(out, bad[0])!r}", field=prefix + bad[0])
+        return out
+
     latency: bool = True
     cache_dir: str = "runs/.teachers"
     wld: WLDConfig = field(default_factory=WLDConfig)
@@ -169,6 +235,8 @@ class CandidateConfig:
         for name in ("dataset_kwargs", "family_kwargs", "strategy_args"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"must be a mapping, got {type(getattr(self, name)).__name__}", field=name)
+        if self.wld.teacher_recipe:
+            self.teacher_train_config(True)  # a bad teacher recipe fails now, not after the data is loaded
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | CandidateConfig) -> CandidateConfig:
@@ -205,6 +273,20 @@ class CandidateConfig:
             time_budget_s=self.time_budget_s,
         )
 
+    def teacher_train_config(self, augment_default: bool) -> TrainConfig:
+        """The recipe of a cached teacher: the candidate's, with `wld.teacher_epochs`,
+        `wld.teacher_seed` and `wld.teacher_recipe` applied, and no time budget."""
+        student = self.train_config(augment_default)
+        overrides = dict(self.wld.teacher_recipe)
+        if overrides.get("augment") is None:
+            overrides.pop("augment", None)
+        if self.wld.teacher_epochs is not None:
+            overrides["epochs"] = int(self.wld.teacher_epochs)
+        teacher = dataclasses.replace(
+            student, seed=int(self.wld.teacher_seed), time_budget_s=None, **overrides
+        )
+        return TrainConfig.checked(teacher, prefix="wld.teacher_recipe.")
+
 
 @dataclass
 class TrainConfig:
@@ -222,3 +304,38 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     time_budget_s: float | None = None
+
+    @staticmethod
+    def checked(config: TrainConfig, prefix: str = "") -> TrainConfig:
+        """`config` with its numeric fields coerced to their types, or a ConfigError naming the field."""
+        try:
+            out = dataclasses.replace(
+                config,
+                epochs=int(config.epochs),
+                batch_size=int(config.batch_size),
+                lr=float(config.lr),
+                momentum=float(config.momentum),
+                nesterov=bool(config.nesterov),
+                weight_decay=float(config.weight_decay),
+                label_smoothing=float(config.label_smoothing),
+                warmup_epochs=float(config.warmup_epochs),
+                augment=bool(config.augment),
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid recipe value: {e}", field=prefix.rstrip(".")) from None
+        bad = [
+            name
+            for name, ok in (
+                ("epochs", out.epochs >= 1),
+                ("batch_size", out.batch_size >= 1),
+                ("lr", out.lr > 0),
+                ("momentum", 0 <= out.momentum < 1),
+                ("weight_decay", out.weight_decay >= 0),
+                ("label_smoothing", 0 <= out.label_smoothing < 1),
+                ("warmup_epochs", 0 <= out.warmup_epochs <= out.epochs),
+            )
+            if not ok
+        ]
+        if bad:
+            raise ConfigError(f"invalid value {getattr(out, bad[0])!r}", field=prefix + bad[0])
+        return out

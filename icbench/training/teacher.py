@@ -29,7 +29,7 @@ from torch import nn
 import icbench
 from icbench.data import Splits
 from icbench.errors import CheckpointError, IcbenchError
-from icbench.training.config import CandidateConfig, TrainConfig
+from icbench.training.config import TEACHER_RECIPE_KEYS, CandidateConfig, TrainConfig
 from icbench.training.loop import evaluate, fit, seed_everything
 
 __all__ = [
@@ -74,8 +74,15 @@ class Teacher:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def teacher_spec(config: CandidateConfig, *, size: str | None, augment: bool) -> dict[str, Any]:
-    """What determines a cached teacher's weights (the input of `teacher_key`)."""
+def teacher_spec(config: CandidateConfig, *, size: str | None, recipe: TrainConfig) -> dict[str, Any]:
+    """What determines a cached teacher's weights (the input of `teacher_key`).
+
+    Args:
+        config: the candidate (its family, size, width, dataset).
+        size: the resolved size (the family's default when `config.size` is None).
+        recipe: the teacher's recipe (`CandidateConfig.teacher_train_config`); its seed is the
+            teacher seed.
+    """
     root = config.dataset_root
     return {
         "format": TEACHER_FORMAT,
@@ -86,18 +93,8 @@ def teacher_spec(config: CandidateConfig, *, size: str | None, augment: bool) ->
         "dataset": config.dataset,
         "dataset_root": str(Path(root).expanduser().resolve()) if root is not None else None,
         "dataset_kwargs": dict(config.dataset_kwargs),
-        "recipe": {
-            "epochs": int(config.wld.teacher_epochs or config.epochs),
-            "batch_size": int(config.batch_size),
-            "lr": float(config.lr),
-            "momentum": float(config.momentum),
-            "nesterov": bool(config.nesterov),
-            "weight_decay": float(config.weight_decay),
-            "label_smoothing": float(config.label_smoothing),
-            "warmup_epochs": float(config.warmup_epochs),
-            "augment": bool(augment),
-        },
-        "seed": int(config.wld.teacher_seed),
+        "recipe": {key: getattr(recipe, key) for key in TEACHER_RECIPE_KEYS},
+        "seed": int(recipe.seed),
     }
 
 

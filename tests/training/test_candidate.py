@@ -181,6 +181,28 @@ def test_wld_trains_the_teacher_once_and_reuses_it(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+def test_pinned_teacher_recipe_serves_candidates_with_other_learning_rates(tmp_path):
+    wld = {"enabled": True, "teacher_recipe": {"epochs": 1, "lr": 0.05}}
+    cfg = {**FAST, "epochs": 1, "cache_dir": str(tmp_path), "wld": wld}
+    a = train_candidate({**cfg, "lr": 0.02})
+    b = train_candidate({**cfg, "lr": 0.2, "seed": 1})
+    assert a["teacher_key"] == b["teacher_key"]
+    unpinned = {**cfg, "wld": {"enabled": True, "teacher_epochs": 1}}
+    c = train_candidate({**unpinned, "lr": 0.02})
+    d = train_candidate({**unpinned, "lr": 0.2})
+    assert c["teacher_key"] != d["teacher_key"]  # by default the teacher follows the candidate's recipe
+
+
+def test_bad_teacher_recipe_is_a_config_error():
+    with pytest.raises(ConfigError, match="momentum"):
+        CandidateConfig.from_dict({"wld": {"teacher_recipe": {"mom": 0.9}}})
+    with pytest.raises(ConfigError, match="once"):
+        CandidateConfig.from_dict({"wld": {"teacher_recipe": {"epochs": 2}, "teacher_epochs": 3}})
+    with pytest.raises(ConfigError) as err:
+        CandidateConfig.from_dict({"wld": {"teacher_recipe": {"lr": -1}}})
+    assert err.value.field == "wld.teacher_recipe.lr"
+
+
 def test_wld_with_a_teacher_checkpoint(tmp_path):
     teacher, _, _ = build_candidate({**FAST, "strategy": "none"})
     path = tmp_path / "basic.pt"
