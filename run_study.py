@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """icbench command line: run / validate a study, list a family's sites, build or compare reports.
 
-    python run_study.py run studies/quickstart.yaml          # run, or resume, a study; report at the end
-    python run_study.py run studies/quickstart.yaml --dry-run
-    python run_study.py sites resnet_cifar --size resnet20 --image-size 32 --in-chans 3
-    python run_study.py report studies/quickstart.yaml
-    python run_study.py compare studies/a.yaml studies/b.yaml
+python run_study.py run studies/quickstart.yaml          # run, or resume, a study; report at the end
+python run_study.py run studies/quickstart.yaml --dry-run
+python run_study.py sites resnet_cifar --size resnet20 --image-size 32 --in-chans 3
+python run_study.py report studies/quickstart.yaml
+python run_study.py compare studies/a.yaml studies/b.yaml
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run or resume a study")
     p.add_argument("study")
-    p.add_argument("--dry-run", action="store_true", help="validate, list sites and the MACs range; train nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate, list sites and the MACs range; train nothing"
+    )
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     p = sub.add_parser("validate", help="same as run --dry-run")

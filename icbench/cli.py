@@ -52,10 +52,14 @@ def _sites(args: argparse.Namespace, strategy_args: dict[str, Any]) -> int:
         placement = make_placement(site_list, args.strategy, args.unit, **strategy_args)
     print(format_site_table(site_list, placement))
     basic = measure_cost(model, shape, latency=False)
-    print(f"\nbasic network: {basic.macs / 1e6:.3f} MMac, {basic.params / 1e6:.4f} M params (FLOPs = 2 x MACs)")
+    print(
+        f"\nbasic network: {basic.macs / 1e6:.3f} MMac, {basic.params / 1e6:.4f} M params (FLOPs = 2 x MACs)"
+    )
     if placement is not None:
         cost = measure_cost(apply(model, placement, site_list), shape, latency=False)
-        print(f"placement {placement.canonical}: {cost.macs / 1e6:.3f} MMac, {cost.params / 1e6:.4f} M params")
+        print(
+            f"placement {placement.canonical}: {cost.macs / 1e6:.3f} MMac, {cost.params / 1e6:.4f} M params"
+        )
     return 0
 
 
@@ -67,7 +71,12 @@ def _study_location(study: str) -> tuple[str, str, Path, str | None]:
     if not Path(study).exists():
         raise IcbenchError(f"study file not found: {study}")
     loaded = load_study(study)
-    return storage_url(loaded), loaded.config.name, Path(loaded.config.reports_dir) / loaded.config.name, study
+    return (
+        storage_url(loaded),
+        loaded.config.name,
+        Path(loaded.config.reports_dir) / loaded.config.name,
+        study,
+    )
 
 
 def _report(args: argparse.Namespace) -> int:

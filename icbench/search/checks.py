@@ -24,6 +24,8 @@ class Checked:
     """Facts about a valid study that the run needs."""
 
     mask_len: int | None
+    #: The basic network (every site `conv`) of a sampled point: what the dry run shows.
+    basic: dict[str, Any] = field(default_factory=dict)
     probe_macs: list[int] = field(default_factory=list)
     probe_placements: list[str] = field(default_factory=list)
 
@@ -63,6 +65,7 @@ def mask_length(loaded: LoadedStudy) -> int | None:
 
 
 def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
+    n_probe = max(1, n_probe)
     """Validate a loaded study beyond its schema; returns what the run needs to know.
 
     Raises:
@@ -81,7 +84,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
     top, wld, free = _valid_targets()
     masks = [n for n, p in loaded.space.params.items() if isinstance(p, MaskParam)]
     if len(masks) > 1:
-        raise ConfigError("at most one mask parameter per search space", source=space_file, field=f"params.{masks[1]}")
+        raise ConfigError(
+            "at most one mask parameter per search space", source=space_file, field=f"params.{masks[1]}"
+        )
     for name, p in loaded.space.params.items():
         target = sp.target_of(name, p)
         head, _, rest = target.partition(".")
@@ -98,7 +103,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
             kind, reg = regs[target]
             for choice in p.choices:
                 if choice not in reg:
-                    raise ConfigError(_unknown(kind, choice, reg), source=space_file, field=f"params.{name}.choices")
+                    raise ConfigError(
+                        _unknown(kind, choice, reg), source=space_file, field=f"params.{name}.choices"
+                    )
         if isinstance(p, MaskParam) and c.strategy != "mask" and "strategy" not in (p.when or {}):
             raise ConfigError(
                 "a mask parameter needs `strategy: mask` in the study file, or a `when: {strategy: [mask]}` "
@@ -106,7 +113,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
                 source=space_file,
                 field=f"params.{name}",
             )
-        if isinstance(p, MaskParam) and any(sp.target_of(n, q) in ("size", "family") for n, q in loaded.space.params.items()):
+        if isinstance(p, MaskParam) and any(
+            sp.target_of(n, q) in ("size", "family") for n, q in loaded.space.params.items()
+        ):
             raise ConfigError(
                 "a mask parameter needs a fixed family and size (its length is the number of blocks)",
                 source=space_file,
@@ -119,7 +128,11 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
         except ValueError as e:
             raise ConfigError(str(e), source=space_file) from None
         if masks:
-            raise ConfigError("grid sampling over a mask parameter is not supported", source=space_file, field=f"params.{masks[0]}")
+            raise ConfigError(
+                "grid sampling over a mask parameter is not supported",
+                source=space_file,
+                field=f"params.{masks[0]}",
+            )
         if n > sp.MAX_GRID:
             raise ConfigError(f"the grid has {n} points (limit {sp.MAX_GRID})", source=space_file)
 
@@ -135,7 +148,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
                 )
             if isinstance(p, CategoricalParam) and value not in p.choices:
                 raise ConfigError(
-                    f"{value!r} is not one of the choices {p.choices}", source=study_file, field=f"enqueue.{i}.{key}"
+                    f"{value!r} is not one of the choices {p.choices}",
+                    source=study_file,
+                    field=f"enqueue.{i}.{key}",
                 )
 
     _check_dataset(loaded)
@@ -170,7 +185,11 @@ def _check_teacher(loaded: LoadedStudy) -> None:
     from icbench.families import read_state_dict
 
     if not Path(path).is_file():
-        raise ConfigError(f"teacher checkpoint not found: {path}", source=str(loaded.study_path), field="wld.teacher_checkpoint")
+        raise ConfigError(
+            f"teacher checkpoint not found: {path}",
+            source=str(loaded.study_path),
+            field="wld.teacher_checkpoint",
+        )
     try:
         read_state_dict(path)
     except IcbenchError as e:
@@ -188,10 +207,11 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
     proposer = Proposer(loaded, checked)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=loaded.config.sampler.seed))
-    base = {**proposer.base, "unit": "conv", "strategy": "none", "strategy_args": {}}
-    points: list[tuple[str, dict[str, Any]]] = [("the basic network", base)]
-    for i in range(n):
-        points.append((f"random point {i} of the search space", proposer.candidate(probe.ask())))
+    points = [(f"random point {i} of the search space", proposer.candidate(probe.ask())) for i in range(n)]
+    # The basic network (every site `conv`) of the first point's family and size: the cheapest candidate.
+    basic = {**points[0][1], "unit": "conv", "strategy": "none", "strategy_args": {}}
+    points.insert(0, ("the basic network", basic))
+    checked.basic = basic
     cheapest = None
     for what, cand in points:
         try:

@@ -58,7 +58,11 @@ class Proposer:
         )  # fmt: skip
         if arch not in self._cost_cache:
             cost = measure_cost(model, input_shape, latency=False)
-            self._cost_cache[arch] = {"macs": cost.macs, "params": cost.params, "params_trainable": cost.params_trainable}
+            self._cost_cache[arch] = {
+                "macs": cost.macs,
+                "params": cost.params,
+                "params_trainable": cost.params_trainable,
+            }
         return self._cost_cache[arch], placement.canonical
 
     def __call__(self, trial: optuna.Trial) -> Proposal:

@@ -68,21 +68,43 @@ def target_trials(loaded: LoadedStudy) -> int:
     return 10
 
 
+def _grid_sampler_class() -> type:
+    import optuna
+
+    class QuietGridSampler(optuna.samplers.GridSampler):
+        """GridSampler without its `study.stop()` once the grid is covered: that call is only allowed
+        inside `study.optimize`, and with ask/tell the searcher decides when the study is done."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+        def exhausted(self, study: Any) -> bool:
+            """Every grid point has been tried once, whatever its outcome (failed points are not retried:
+            no parameter set is evaluated twice)."""
+            tried = {t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)}
+            return len(tried - {None}) >= len(self._all_grids)
+
+    return QuietGridSampler
+
+
 def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
     """The Optuna sampler named in the study, always with an explicit seed (Optuna 5's defaults changed)."""
     import optuna
 
+    QuietGridSampler = _grid_sampler_class()  # noqa: N806 - a class
     factories: dict[str, Callable[..., Any]] = {
         "tpe": optuna.samplers.TPESampler,
         "nsga2": optuna.samplers.NSGAIISampler,
         "gp": optuna.samplers.GPSampler,
         "random": optuna.samplers.RandomSampler,
-        "grid": lambda **kw: optuna.samplers.GridSampler(sp.grid(loaded.space, mask_length(loaded)), **kw),
+        "grid": lambda **kw: QuietGridSampler(sp.grid(loaded.space, mask_length(loaded)), **kw),
     }
     try:
         return factories[cfg.name](seed=seed, **cfg.kwargs)
     except TypeError as e:
-        raise ConfigError(f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs") from None
+        raise ConfigError(
+            f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs"
+        ) from None
 
 
 def open_study(loaded: LoadedStudy, url: str, *, reseed_from_count: bool = True) -> Any:
@@ -259,7 +281,9 @@ def _report(loaded: LoadedStudy, url: str, echo: Callable[[str], None]) -> Path 
     return out
 
 
-def _execute(loaded: LoadedStudy, checked: Any, study: Any, target: int, echo: Callable[[str], None]) -> str | None:
+def _execute(
+    loaded: LoadedStudy, checked: Any, study: Any, target: int, echo: Callable[[str], None]
+) -> str | None:
     """Run trials with Ray Tune until the target is reached; returns why the search stopped early, if it did."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

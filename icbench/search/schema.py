@@ -225,7 +225,9 @@ class StudyConfig(_Strict):
     strategy_args: dict[str, Any] = Field(default_factory=dict)
     search_space: str
     objectives: list[Objective] = Field(
-        default_factory=lambda: [Objective(name="val_acc"), Objective(name="macs")], min_length=1, max_length=3
+        default_factory=lambda: [Objective(name="val_acc"), Objective(name="macs")],
+        min_length=1,
+        max_length=3,
     )
     sampler: SamplerSection = Field(default_factory=SamplerSection)
     n_trials: int | None = Field(default=None, ge=1)
@@ -316,7 +318,9 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: Path) -> Any
         return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"categorical", "int", "float", "mask"}))
+        loc = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and p in {"categorical", "int", "float", "mask"})
+        )
         field = ".".join(str(p) for p in loc) or None
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -345,7 +349,9 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: Pat
         for k in keys[:-1]:
             nxt = node.setdefault(k, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"cannot override {dotted!r}: {k!r} is not a mapping", source=str(source), field=dotted)
+                raise ConfigError(
+                    f"cannot override {dotted!r}: {k!r} is not a mapping", source=str(source), field=dotted
+                )
             node = nxt
         node[keys[-1]] = value
     return out
@@ -373,5 +379,10 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Loa
         raise ConfigError(f"search-space file not found: {space_path}", source=str(p), field="search_space")
     space, space_text = load_search_space(space_path)
     return LoadedStudy(
-        config=config, space=space, study_path=p, space_path=space_path, study_text=text, space_text=space_text
+        config=config,
+        space=space,
+        study_path=p,
+        space_path=space_path,
+        study_text=text,
+        space_text=space_text,
     )

@@ -119,6 +119,10 @@ class AskTellSearcher(Searcher):
                     return None if self.running else Searcher.FINISHED
             else:
                 self.rejections_in_a_row += 1
+                exhausted = getattr(self.study.sampler, "exhausted", None)
+                if exhausted is not None and exhausted(self.study):
+                    self.stop_reason = "every point of the grid has been tried"
+                    return None if self.running else Searcher.FINISHED
                 if self.rejections_in_a_row >= self.max_rejections:
                     self.stop_reason = (
                         f"{self.rejections_in_a_row} candidates in a row were rejected by a constraint or had "
@@ -127,7 +131,9 @@ class AskTellSearcher(Searcher):
                     )
                     return None if self.running else Searcher.FINISHED
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         trial = self.running.pop(trial_id, None)
         if trial is None:
             return

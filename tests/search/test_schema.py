@@ -85,7 +85,10 @@ def test_malformed_files(tmp_path: Path, text: str, needle: str) -> None:
         ("params: {}", "params"),
         ("params:\n  k: {type: int, low: 5, high: 1}", "high"),
         ("params:\n  lr: {type: float, low: 0, high: 1, log: true}", "log"),
-        ("params:\n  k: {type: int, low: 1, high: 3, when: {strategy: [last_k]}}", "unknown parameter 'strategy'"),
+        (
+            "params:\n  k: {type: int, low: 1, high: 3, when: {strategy: [last_k]}}",
+            "unknown parameter 'strategy'",
+        ),
         (
             "params:\n  k: {type: int, low: 1, high: 3, when: {s: [x]}}\n  s: {type: categorical, choices: [x]}",
             "declared after",
