@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/training.py [--threads 1] [--device auto] [--seeds 3] [--epochs 6]
-        [--target 0.97] [--teacher-epochs 2] [--tax-reps 5] [--skip-tax] [--skip-wld]
+        [--target 0.97] [--teacher-epochs 2] [--lr 0.1] [--wld-lr LR] [--variants abc] [--tax-reps 5]
+        [--skip-tax] [--skip-wld]
 
 1. Harness tax. One epoch of the same candidate (same model, same seed, same in-memory data,
    augmentation off) trained (a) through `train_candidate` (build, sites, MACs count, the loop with
@@ -156,15 +157,25 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
         "width": args.width,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "lr": args.lr,
         "device": str(device),
         "latency": False,
     }
     cache = tempfile.mkdtemp(prefix="icbench-teachers-")
-    wld = {"enabled": True, "teacher_epochs": args.teacher_epochs}
+    # The teacher's recipe is pinned to the default one, so --wld-lr changes the student's only.
+    wld = {"enabled": True, "teacher_recipe": {"epochs": args.teacher_epochs, "lr": args.lr}}
+    c_name = "(c) IC + WLD (warm start + distillation)"
+    c_extra: dict[str, Any] = {"strategy": "all", "cache_dir": cache, "wld": wld}
+    if args.wld_lr is not None:
+        c_name, c_extra["lr"] = f"(c) IC + WLD, student lr {args.wld_lr:g}", args.wld_lr
     variants = [
-        ("(a) basic network (all conv)", {"strategy": "none"}),
-        ("(b) IC from scratch", {"strategy": "all"}),
-        ("(c) IC + WLD (warm start + distillation)", {"strategy": "all", "cache_dir": cache, "wld": wld}),
+        v
+        for v in [
+            ("(a) basic network (all conv)", {"strategy": "none"}),
+            ("(b) IC from scratch", {"strategy": "all"}),
+            (c_name, c_extra),
+        ]
+        if v[0][1] in args.variants
     ]
     rows = []
     for name, extra in variants:
@@ -183,7 +194,7 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
                 flush=True,
             )
         rows.append((name, reached, finals, times))
-    teacher = json.loads(next(Path(cache).glob("*.json")).read_text())
+    teacher_files = list(Path(cache).glob("*.json"))
     print(
         f"\n## 2. WLD: epochs to {args.target:.1%} validation accuracy on mnist5k, resnet_cifar {args.size} "
         f"width {args.width}, {args.epochs} epochs (cosine), batch {args.batch_size}, "
@@ -199,11 +210,13 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
             f"{name:<44} {f'{len(reached)}/{args.seeds}':>8} {mean_std([float(r) for r in reached]):>17} "
             f"{mean_std(finals, '{:.4f}'):>16} {statistics.mean(times):>12.1f}"
         )
-    print(
-        f"(c)'s teacher: the basic network trained {args.teacher_epochs} epoch(s) once (seed 0) and cached; "
-        f"validation accuracy {teacher['val_acc']:.4f}, trained in {teacher['train_time_s']:.1f} s. "
-        "Epochs to target count the student's epochs only."
-    )
+    if teacher_files:
+        teacher = json.loads(teacher_files[0].read_text())
+        print(
+            f"(c)'s teacher: the basic network trained {args.teacher_epochs} epoch(s) at lr {args.lr:g} once "
+            f"(seed 0) and cached; validation accuracy {teacher['val_acc']:.4f}, trained in "
+            f"{teacher['train_time_s']:.1f} s. Epochs to target count the student's epochs only."
+        )
 
 
 def main() -> int:
@@ -218,6 +231,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate of every run and the teacher")
+    parser.add_argument("--wld-lr", type=float, default=None, help="another learning rate for (c)'s student")
+    parser.add_argument("--variants", default="abc", help="which of (a), (b), (c) to run, e.g. 'c'")
     parser.add_argument("--skip-tax", action="store_true")
     parser.add_argument("--skip-wld", action="store_true")
     args = parser.parse_args()
