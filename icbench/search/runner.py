@@ -182,9 +182,11 @@ def mark_interrupted(study: Any) -> int:
 def counts(study: Any) -> dict[str, int]:
     from optuna.trial import TrialState
 
-    out = {"complete": 0, "pruned": 0, "failed": 0, "rejected": 0, "running": 0}
+    out = {"complete": 0, "pruned": 0, "failed": 0, "rejected": 0, "running": 0, "waiting": 0}
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
+        if t.state == TrialState.WAITING:  # enqueued, not yet asked
+            out["waiting"] += 1
+        elif t.state == TrialState.COMPLETE:
             out["complete"] += 1
         elif t.state == TrialState.PRUNED:
             out["pruned"] += 1

@@ -178,6 +178,7 @@ class WLDSection(_Strict):
     warm_start: bool = True
     teacher_checkpoint: str | None = None
     teacher_epochs: int | None = Field(default=None, ge=1)
+    teacher_seed: int = 0
 
 
 class ConstraintsSection(_Strict):

@@ -113,8 +113,21 @@ def base_candidate(loaded: LoadedStudy) -> dict[str, Any]:
         "time_budget_s": c.budget.time_s,
         **c.training.model_dump(),
         "device": c.execution.device,
-        "wld": c.wld.model_dump(),
+        "wld": {**c.wld.model_dump(), "teacher_recipe": teacher_recipe(loaded)},
     }
+
+
+def teacher_recipe(loaded: LoadedStudy) -> dict[str, Any]:
+    """The cached teacher's recipe, pinned to the study file's values.
+
+    Without it every sampled learning rate (or batch size...) would be a different recipe and train a
+    teacher of its own; pinned, one teacher serves every trial of the study (DESIGN.md §4).
+    """
+    c = loaded.config
+    recipe = c.training.model_dump(exclude={"seed"})
+    if c.wld.teacher_epochs is None:
+        recipe["epochs"] = c.budget.epochs
+    return recipe
 
 
 def candidate(base: dict[str, Any], space: SearchSpace, values: dict[str, Any]) -> dict[str, Any]:
