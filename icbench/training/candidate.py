@@ -7,6 +7,7 @@ get the teacher and warm-start from it → run the loop → evaluate on the test
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from icbench.cost import Cost, measure_cost
+from icbench.cost import Cost, measure_cost, measure_latency
 from icbench.data import DatasetInfo, Splits, dataset_info, load_dataset
 from icbench.errors import ConfigError
 from icbench.families import build_model
@@ -193,6 +194,11 @@ def train_candidate(
         if cost is None:
             cost = measure_cost(model, splits.info.input_shape, latency=config.latency, device=device)
         cost = _as_cost(cost)
+        if config.latency and cost.latency_ms is None:
+            # MACs and params came from the driver; latency belongs to this trial's device.
+            cost = dataclasses.replace(
+                cost, latency_ms=measure_latency(model, splits.info.input_shape, device=device)
+            )
 
         objective = None
         teacher: Teacher | None = None
