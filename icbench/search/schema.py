@@ -46,6 +46,18 @@ class CategoricalParam(_Param):
     type: Literal["categorical"]
     choices: list[Any] = Field(min_length=1)
 
+    @field_validator("choices")
+    @classmethod
+    def _storable(cls, choices: list[Any]) -> list[Any]:
+        # Optuna stores only these types as categorical choices (a mapping would fail mid-study).
+        for i, c in enumerate(choices):
+            if c is not None and not isinstance(c, (str, bool, int, float)):
+                raise ValueError(
+                    f"choice {i} is a {type(c).__name__} ({c!r}); a choice must be a string, number, "
+                    "boolean or null"
+                )
+        return choices
+
 
 class IntParam(_Param):
     type: Literal["int"]
@@ -94,6 +106,9 @@ Param = Annotated[
     CategoricalParam | IntParam | FloatParam | MaskParam,
     Field(discriminator="type"),
 ]
+_PARAM_TAGS: dict[str, type[_Param]] = {
+    "categorical": CategoricalParam, "int": IntParam, "float": FloatParam, "mask": MaskParam,
+}  # fmt: skip
 
 
 class SearchSpace(_Strict):
@@ -278,6 +293,32 @@ class LoadedStudy(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key repeated in one mapping.
+
+    PyYAML keeps the last value of a repeated key without a word, so a second `budget:` section would
+    silently replace the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by design
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in first:
+                raise _DuplicateKeyError(key, first[key], line)
+            first.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a YAML mapping safely; every problem is a ConfigError naming the file."""
     if not path.is_file():
@@ -287,7 +328,14 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read file: {e}", source=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as e:
+        raise ConfigError(
+            f"key {e.key!r} appears twice in one mapping (lines {e.first_line} and {e.line}); "
+            "YAML would silently keep only the last one",
+            source=str(path),
+            field=str(e.key),
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {e}", source=str(path)) from None
     if data is None:
@@ -299,6 +347,9 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """For an unknown key at `loc`, the closest valid key of the model it was found in."""
+    for i, part in enumerate(loc[:-1]):  # inside a search-space parameter: pydantic names its type tag
+        if isinstance(part, str) and part in _PARAM_TAGS:
+            return _did_you_mean(_PARAM_TAGS[part], loc[i + 1 :])
     current: Any = model
     for part in loc[:-1]:
         fields = getattr(current, "model_fields", None)
@@ -318,14 +369,13 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: Path) -> Any
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and p in {"categorical", "int", "float", "mask"})
-        )
+        # An unknown key first: a misspelt key also makes the key it was meant to be look missing.
+        err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _PARAM_TAGS))
         field = ".".join(str(p) for p in loc) or None
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _did_you_mean(model, loc)
+            msg = "unknown key" + _did_you_mean(model, tuple(err["loc"]))
         elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
             msg = f"{msg} (got {err['input']!r})"
         more = len(e.errors()) - 1
