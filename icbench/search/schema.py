@@ -49,12 +49,15 @@ class CategoricalParam(_Param):
     @field_validator("choices")
     @classmethod
     def _storable(cls, choices: list[Any]) -> list[Any]:
-        # Optuna stores only these types as categorical choices (a mapping would fail mid-study).
+        # Optuna stores scalars (and, with a warning, lists of them); a mapping would fail mid-study.
+        scalar = (str, bool, int, float, type(None))
         for i, c in enumerate(choices):
-            if c is not None and not isinstance(c, (str, bool, int, float)):
+            if not isinstance(c, scalar) and not (
+                isinstance(c, list) and all(isinstance(x, scalar) for x in c)
+            ):
                 raise ValueError(
                     f"choice {i} is a {type(c).__name__} ({c!r}); a choice must be a string, number, "
-                    "boolean or null"
+                    "boolean, null or a list of those"
                 )
         return choices
 
