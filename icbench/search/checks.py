@@ -80,6 +80,12 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
         kind, reg = regs[fld.split(".")[0]]
         if value not in reg:
             raise ConfigError(_unknown(kind, value, reg), source=study_file, field=fld)
+    family = regs["family"][1].get(c.family.name)
+    if c.family.size is not None:
+        try:
+            family.check_size(c.family.size)
+        except IcbenchError as e:
+            raise ConfigError(str(e), source=study_file, field="family.size") from None
 
     top, wld, free = _valid_targets()
     masks = [n for n, p in loaded.space.params.items() if isinstance(p, MaskParam)]
@@ -106,6 +112,12 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
                     raise ConfigError(
                         _unknown(kind, choice, reg), source=space_file, field=f"params.{name}.choices"
                     )
+        if isinstance(p, CategoricalParam) and target == "size" and not _searched(loaded, {"family"}):
+            for choice in p.choices:
+                try:
+                    family.check_size(choice)
+                except IcbenchError as e:
+                    raise ConfigError(str(e), source=space_file, field=f"params.{name}.choices") from None
         if isinstance(p, MaskParam) and c.strategy != "mask" and "strategy" not in (p.when or {}):
             raise ConfigError(
                 "a mask parameter needs `strategy: mask` in the study file, or a `when: {strategy: [mask]}` "
@@ -153,7 +165,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
                     field=f"enqueue.{i}.{key}",
                 )
 
+    _check_sampler(loaded)
     _check_dataset(loaded)
+    _check_study_placement(loaded)
     _check_teacher(loaded)
     try:
         mask_len = mask_length(loaded)
@@ -174,8 +188,85 @@ def _check_dataset(loaded: LoadedStudy) -> None:
     d = loaded.config.dataset
     try:
         dataset_info(d.name, d.root, **d.kwargs)
+    except ConfigError as e:  # an option: its field is `dataset_kwargs.<option>`
+        where = (e.field or "").replace("dataset_kwargs", "dataset.kwargs", 1) or "dataset.kwargs"
+        raise ConfigError(e.detail, source=str(loaded.study_path), field=where) from None
     except IcbenchError as e:
         raise ConfigError(str(e), source=str(loaded.study_path), field="dataset.root") from None
+
+
+def check_data_present(loaded: LoadedStudy) -> None:
+    """A local run's dataset root exists, for datasets read from disk (cifar10, cifar100, imagefolder).
+
+    Not part of `check_study`: the dry run checks a study on a machine that may not hold the data. On a
+    cluster (`execution.address`) the workers read the data, so it is not checked on the driver.
+
+    Raises:
+        ConfigError: naming the study file and `dataset.root`.
+    """
+    from icbench.data import DATASETS
+
+    c = loaded.config
+    if c.execution.address or _searched(loaded, {"dataset", "dataset_root"}):
+        return
+    if not getattr(DATASETS.get(c.dataset.name), "needs_root", False):
+        return
+    if c.dataset.root is None:
+        raise ConfigError(
+            f"dataset {c.dataset.name!r} is read from disk: give its directory as dataset.root "
+            "(nothing is downloaded)",
+            source=str(loaded.study_path),
+            field="dataset.root",
+        )
+    root = Path(c.dataset.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(
+            f"dataset root {c.dataset.root} ({root.resolve()}) does not exist or is not a directory",
+            source=str(loaded.study_path),
+            field="dataset.root",
+        )
+
+
+def _searched(loaded: LoadedStudy, heads: set[str]) -> bool:
+    """Whether the search space sets any of these candidate fields (dotted targets count by their head)."""
+    return any(sp.target_of(n, p).partition(".")[0] in heads for n, p in loaded.space.params.items())
+
+
+def _check_sampler(loaded: LoadedStudy) -> None:
+    """Build the sampler once, so bad `sampler.kwargs` fail here and not after the study is created."""
+    from icbench.search.runner import make_sampler  # runner imports this module
+
+    try:
+        make_sampler(loaded.config.sampler, loaded.config.sampler.seed, loaded)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(
+            f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs"
+        ) from None
+
+
+def _check_study_placement(loaded: LoadedStudy) -> None:
+    """The study file's own network and placement build, when the space samples neither.
+
+    Without this a bad `strategy_args` would surface in the probe, attributed to the search space.
+    """
+    from icbench.training import build_candidate
+
+    c = loaded.config
+    arch = {"dataset", "dataset_kwargs", "family", "size", "width", "family_kwargs"}
+    # A searched unit does not matter: which sites a strategy picks does not depend on the unit.
+    if c.strategy == "mask" or _searched(loaded, arch | {"strategy", "strategy_args", "placement"}):
+        return
+    base = sp.base_candidate(loaded)
+    for what, cand, fld in (
+        ("the basic network", {**base, "unit": "conv", "strategy": "none", "strategy_args": {}}, "family"),
+        ("the study's placement", base, "strategy_args" if c.strategy_args else "strategy"),
+    ):
+        try:
+            build_candidate(cand)
+        except IcbenchError as e:
+            raise ConfigError(f"{what}: {e}", source=str(loaded.study_path), field=fld) from None
 
 
 def _check_teacher(loaded: LoadedStudy) -> None:
@@ -191,7 +282,18 @@ def _check_teacher(loaded: LoadedStudy) -> None:
             field="wld.teacher_checkpoint",
         )
     try:
-        read_state_dict(path)
+        state = read_state_dict(path)
+    except IcbenchError as e:
+        raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
+    if _searched(loaded, {"dataset", "dataset_kwargs", "family", "size", "width", "family_kwargs"}):
+        return  # the basic network differs between trials; each trial checks its own
+    from icbench.training import build_candidate
+    from icbench.training.teacher import check_state_dict
+
+    base = sp.base_candidate(loaded)
+    model, _, _ = build_candidate({**base, "unit": "conv", "strategy": "none", "strategy_args": {}})
+    try:
+        check_state_dict(model, state, source=f"teacher checkpoint {path}")
     except IcbenchError as e:
         raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
 

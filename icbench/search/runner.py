@@ -19,7 +19,7 @@ from typing import Any
 
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import space as sp
-from icbench.search.checks import check_study, mask_length
+from icbench.search.checks import check_data_present, check_study, mask_length
 from icbench.search.schema import LoadedStudy, SamplerSection, load_study
 from icbench.search.storage import default_storage_url, make_storage, retry_locked
 
@@ -214,6 +214,7 @@ def run_study(
     t0 = time.perf_counter()
     loaded = load_study(path, overrides)
     checked = check_study(loaded)
+    check_data_present(loaded)
     c = loaded.config
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
