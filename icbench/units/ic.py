@@ -99,4 +99,8 @@ class ICConv2d(UnitConv2d):
         gain = torch.tanh(0.5 * self.ic_a)
         if torch.compiler.is_compiling():
             return collision_reference(u, gain, self.ic_theta)
-        return CollisionTail.apply(u, gain, self.ic_theta)
+        if torch.is_grad_enabled() and (u.requires_grad or gain.requires_grad or self.ic_theta.requires_grad):
+            return CollisionTail.apply(u, gain, self.ic_theta)
+        # No gradient wanted (inference): the same arithmetic in place, without the Function's overhead.
+        r = (u - self.ic_theta.to(u.dtype).view(1, -1, 1, 1)).clamp_min_(0)
+        return u.addcmul_(gain.to(u.dtype).view(1, -1, 1, 1), r)
