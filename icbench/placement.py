@@ -27,8 +27,9 @@ from torch import nn
 
 from icbench.cost import count_macs
 from icbench.errors import CheckpointError, ConfigError, UnknownNameError
-from icbench.families import FAMILIES, GENERIC, Family, read_state_dict
-from icbench.families._base import block_key, check_state_dict
+from icbench.checkpoints import check_state_dict, read_state_dict
+from icbench.families import FAMILIES, GENERIC, Family
+from icbench.families._base import block_key
 from icbench.registry import Registry
 from icbench.units import UNITS, UnitConv2d, make_unit, unit_name
 

@@ -201,7 +201,7 @@ def test_load_basic_weights_errors(tmp_path):
         load_basic_weights(placed, other)
     torch.save(state, tmp_path / "basic.pt")
     load_basic_weights(placed, tmp_path / "basic.pt")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="nothing.pt does not exist"):
         load_basic_weights(placed, tmp_path / "nothing.pt")
 
 

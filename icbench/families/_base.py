@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from icbench.errors import CheckpointError, UnknownNameError
+from icbench.checkpoints import check_state_dict, read_state_dict
+from icbench.errors import UnknownNameError
 from icbench.registry import Registry
 
 #: Inputs at most this wide get the small-image variants (3×3 stem, fewer early downsamplings) by default.
@@ -171,68 +171,9 @@ def layer_prefix_stages(names: Sequence[str]) -> list[int]:
 # ---------------------------------------------------------------------------------------------------
 # Weights from local files (never from the internet)
 # ---------------------------------------------------------------------------------------------------
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict saved with `torch.save`, safely (`weights_only=True`), onto the CPU.
-
-    A checkpoint that is a dict holding the state dict under `state_dict` or `model` is unwrapped.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable, needs arbitrary unpickling, or holds no
-            state dict.
-    """
-    try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types (OSError, UnpicklingError, ...)
-        raise CheckpointError(f"cannot read weights from {path}: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return dict(obj)
-
-
-def _key_list(keys: Sequence[str] | set[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-def check_state_dict(
-    model: nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    *,
-    ignore: set[str] = frozenset(),
-    source: str = "",
-) -> None:
-    """Raise `CheckpointError` naming the keys unless `state_dict` matches `model` exactly.
-
-    Keys in `ignore` are model keys the state dict may lack (they must not be in it either).
-    """
-    own = model.state_dict()
-    expected = set(own) - set(ignore)
-    given = set(state_dict)
-    missing, unexpected = expected - given, given - expected
-    wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in sorted(expected & given)
-        if tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_key_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_key_list(unexpected)}")
-    if wrong_shape:
-        problems.append(f"shape mismatch (checkpoint vs model): {_key_list(wrong_shape)}")
-    if problems:
-        where = f" from {source}" if source else ""
-        raise CheckpointError(f"weights{where} do not match the model; " + "; ".join(problems))
-
-
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
     """Load a local state dict file into `model`, strictly (every key and shape must match)."""
-    state_dict = read_state_dict(path)
+    state_dict = read_state_dict(path, what="weights file")
     check_state_dict(model, state_dict, source=str(path))
     model.load_state_dict(state_dict)
 

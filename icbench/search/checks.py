@@ -273,7 +273,7 @@ def _check_teacher(loaded: LoadedStudy) -> None:
     path = loaded.config.wld.teacher_checkpoint
     if not path:
         return
-    from icbench.families import read_state_dict
+    from icbench.checkpoints import read_state_dict
 
     if not Path(path).is_file():
         raise ConfigError(

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import icbench
+from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.data import Splits
 from icbench.errors import CheckpointError, IcbenchError
 from icbench.training.config import TEACHER_RECIPE_KEYS, CandidateConfig, TrainConfig
@@ -201,69 +202,6 @@ def cached_teacher(
     check_state_dict(model, state, source=str(weights))
     model.load_state_dict(state)
     return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
-
-
-def read_state_dict(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Read a state dict with `torch.load(weights_only=True)` onto the CPU.
-
-    A dict holding the weights under "state_dict", "model" or "model_state_dict" is unwrapped, and a
-    "module." prefix on every key (DataParallel) is removed.
-
-    Raises:
-        CheckpointError: missing, unreadable, unsafe (needs arbitrary unpickling) or not a state dict;
-            the message is one line, never a pickle traceback.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many unrelated types here; all mean "not a usable checkpoint"
-        first_line = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"cannot read {what} {path}: not a weights-only PyTorch checkpoint "
-            f"({type(e).__name__}: {first_line})"
-        ) from None
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{what} {path} does not hold a state dict (a mapping of names to tensors)")
-    state = {str(k): v for k, v in obj.items()}
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def _key_list(keys: list[str], limit: int = 10) -> str:
-    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Raise `CheckpointError` listing the mismatching keys unless `state` fits `model` exactly."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_key_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_key_list(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches (checkpoint vs model): {_key_list(shapes)}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not match the basic network (check family, size, width, classes and "
-            f"channels): {'; '.join(problems)}"
-        )
 
 
 def checkpoint_teacher(

@@ -214,7 +214,7 @@ def test_weights_path_loads_local_state_dict(tmp_path):
 
 
 def test_weights_path_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
         build_model("resnet_cifar", "resnet8", weights_path=tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):

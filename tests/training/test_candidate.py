@@ -222,7 +222,7 @@ def test_teacher_checkpoint_of_another_size_names_the_mismatching_keys(tmp_path)
     other, _, _ = build_candidate({**FAST, "strategy": "none", "width": 1.0})
     path = tmp_path / "wider.pt"
     torch.save(other.state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"shape mismatches.*conv1\.weight"):
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*conv1\.weight"):
         train_candidate({**FAST, "wld": {"enabled": True, "teacher_checkpoint": str(path)}})
 
 
