@@ -1,0 +1,163 @@
+"""Shared pieces of the benchmark scripts: the header every script prints first, timing, tables, studies.
+
+Not a library module: the scripts import it as `_common` (they put `benchmarks/` on `sys.path` when
+run from a checkout) and nothing under `icbench/` depends on it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return name
+
+
+def device_line() -> str:
+    """The CUDA devices torch sees, or a sentence saying there is none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "device: cpu (no CUDA device visible to torch)"
+    names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return f"device: cuda: {names} (CUDA {torch.version.cuda})"
+
+
+def header(title: str, *, device: str | None = None) -> str:
+    """The lines every benchmark prints first: what ran, where, when, with which torch and device.
+
+    Args:
+        title: the script's one-line purpose.
+        device: the device line to print (default: `device_line()`).
+    """
+    import torch
+
+    lines = [
+        f"# {title}",
+        f"machine: {platform.platform()} | {cpu_model()} | {os.cpu_count()} CPUs",
+        f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"python {platform.python_version()} | torch {torch.__version__} | torch CPU threads "
+        f"{torch.get_num_threads()}",
+        device or device_line(),
+    ]
+    if hasattr(os, "getloadavg"):  # other work on a shared machine skews every figure: say how much there was
+        lines.append(
+            "load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        )
+    lines.append(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    return "\n".join(lines)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def interleaved(
+    steps: dict[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each step, the steps taking turns (the first one rotating every round).
+
+    Comparing steps timed in the same rounds keeps a slow spell of a noisy machine from favouring one.
+    `sync` is called around each timed call (torch.cuda.synchronize on a GPU).
+    """
+    names = list(steps)
+    for _ in range(warmup):
+        for name in names:
+            steps[name]()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            sync()
+            start = time.perf_counter()
+            steps[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over rounds of num[i] / den[i] (both timed in the same round)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+def mean_std(values: Sequence[float], fmt: str = "{:.3f}") -> str:
+    """'mean ± std' (sample std; 0 for one value), '-' for none."""
+    vals = [v for v in values if v == v]  # NaN-free
+    if not vals:
+        return "-"
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{fmt.format(statistics.mean(vals))} ± {fmt.format(std)}"
+
+
+def table(rows: Sequence[Sequence[Any]], columns: Sequence[str], *, first_left: bool = True) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned.
+
+    Floats are printed as given by the caller (format them first); None prints as '-'.
+    """
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, (v, w) in enumerate(zip(values, widths, strict=True)):
+            out.append(v.ljust(w) if i == 0 and first_left else v.rjust(w))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(columns)), rule, *(line(r) for r in cells)])
+
+
+def write_study(folder: Path, name: str, study: str, space: str) -> Path:
+    """A study file `<folder>/<name>.yaml` and its search space, runs and reports kept inside `folder`.
+
+    Args:
+        folder: where the files, `runs/` and `reports/` go.
+        name: the study's name (also its file name).
+        study: YAML of the study file without `name`, `search_space`, `runs_dir`, `reports_dir`.
+        space: YAML of the search-space file.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.space.yaml").write_text(space)
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nsearch_space: {name}.space.yaml\nruns_dir: {folder / 'runs'}\n"
+        f"reports_dir: {folder / 'reports'}\n{study}"
+    )
+    return path
+
+
+def ray_worker_env() -> dict[str, str]:
+    """Environment for Ray workers: the checkout on PYTHONPATH, so they import this icbench."""
+    paths = [str(ROOT)] + [p for p in sys.path if p and Path(p).is_dir()]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
+def quiet_ray_env() -> None:
+    """The environment variables the study runner sets before importing Ray (set here before timing it)."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
