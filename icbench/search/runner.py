@@ -126,6 +126,7 @@ def open_study(loaded: LoadedStudy, url: str, *, reseed_from_count: bool = True)
                 f"({sp.describe_change(old, fp)}); resuming would mix incomparable trials. Give the study a new "
                 "name, or restore the original files",
                 source=str(loaded.study_path),
+                field="objectives" if old.get("objectives") != fp["objectives"] else "search_space",
             )
         n_before = len(study.get_trials(deepcopy=False))
         seed = loaded.config.sampler.seed + (n_before if reseed_from_count else 0)
