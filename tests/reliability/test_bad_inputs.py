@@ -1,0 +1,153 @@
+"""Malformed inputs (bad_inputs/cases.yaml): each is refused by `run_study.py run` with one clear error
+naming the file and the field, before Ray starts, before any training, and without writing anything.
+
+The cases run in-process through the CLI's `main()` (one Python, so the whole corpus takes seconds);
+one case also runs as a real subprocess to check the exit code and stderr end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from reliability_helpers import HERE, RUN_STUDY
+
+CORPUS = HERE / "bad_inputs"
+CASES: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "cases.yaml").read_text())["cases"]
+#: What a payload in a pickle or a YAML tag would create in the working directory if it ran.
+MARKER = "PAYLOAD_EXECUTED"
+
+
+def _cli() -> Any:
+    spec = importlib.util.spec_from_file_location("run_study_cli", RUN_STUDY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under `root` with the hash of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _make_study_db(work: Path) -> None:
+    """The setup of the resume cases: a study database created by the original study file."""
+    from icbench.search.runner import open_study, storage_url
+    from icbench.search.schema import load_study
+
+    loaded = load_study(work / "studies" / "resume_original.yaml")
+    study = open_study(loaded, storage_url(loaded))
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDBStorage in a cache
+    storage.engine.dispose()  # close it, as a finished run would
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the corpus as the working directory; Ray and training are booby-trapped."""
+    import icbench.search.runner as runner
+
+    dst = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(dst)
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("validation let a malformed input through to Ray or training")
+
+    monkeypatch.setattr(runner, "_init_ray", unreachable)
+    monkeypatch.setattr(runner, "_execute", unreachable)
+    monkeypatch.setattr(runner, "_report", unreachable)
+    return dst
+
+
+def test_the_corpus_is_indexed_and_large_enough() -> None:
+    studies = {p.stem for p in (CORPUS / "studies").glob("*.yaml")}
+    assert studies - set(CASES) == {"resume_original"}, "every study file is a case (or a case's setup)"
+    assert set(CASES) <= studies
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_malformed_input_is_refused_before_any_compute(
+    name: str, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = CASES[name]
+    if case.get("setup") == "resume_original":
+        _make_study_db(work)
+    before = _snapshot(work)
+    capsys.readouterr()
+
+    code = _cli().main(["run", f"studies/{name}.yaml"])
+
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    message = err[len("error: ") :]
+    assert case.get("file", f"studies/{name}.yaml") in message, "the error must name the file"
+    field = case["field"]
+    if field is not None:
+        named = f"field '{field}'" in message or (case.get("field_in_text") and field in message)
+        assert named, f"the error must name the field {field!r}: {message}"
+    for text in case["contains"]:
+        assert text in message, f"{text!r} not in: {message}"
+    assert not (work / MARKER).exists(), "something in an input file was executed"
+
+    after = _snapshot(work)
+    if case.get("setup") == "resume_original":
+        # Opening the database for the check may leave SQLite's lock files and the driver lock; the
+        # database itself, and its write-ahead log, must hold nothing new.
+        db = "runs/resume/study.db"
+        assert after[db] == before[db], "the refused resume changed the study database"
+        extra = set(after) - set(before)
+        assert extra <= {"runs/resume/study.db-wal", "runs/resume/study.db-shm", "runs/resume/driver.lock"}
+        if "runs/resume/study.db-wal" in extra:
+            assert (work / "runs/resume/study.db-wal").stat().st_size == 0
+        assert {k: v for k, v in after.items() if k in before} == before
+    else:
+        assert after == before, f"files written or changed: {sorted(set(after) ^ set(before))}"
+        assert not (work / "runs").exists()
+
+
+def test_the_payloads_are_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pickle payloads of the corpus really run code when loaded unsafely (so the test above, where
+    the marker never appears, means something)."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    with (CORPUS / "checkpoints" / "legacy_pickle_payload.pt").open("rb") as f:
+        pickle.load(f)  # noqa: S301 - on purpose: this is the unsafe load the harness never does
+    assert (tmp_path / MARKER).exists()
+    (tmp_path / MARKER).unlink()
+    torch.load(CORPUS / "checkpoints" / "pickle_payload.pt", weights_only=False)
+    assert (tmp_path / MARKER).exists()
+
+
+def test_cli_subprocess_exit_code_and_stderr(tmp_path: Path) -> None:
+    """One case end to end as a real process: exit code 2, one error line on stderr, nothing run."""
+    work = tmp_path / "corpus"
+    shutil.copytree(CORPUS, work)
+    done = subprocess.run(
+        [sys.executable, str(RUN_STUDY), "run", "studies/python_tag.yaml"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(RUN_STUDY.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: file studies/python_tag.yaml: not valid YAML")
+    assert done.stdout == ""
+    assert not (work / MARKER).exists() and not (work / "runs").exists()
