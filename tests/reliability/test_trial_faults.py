@@ -1,5 +1,6 @@
-"""Trial faults through the command line: a trial over its time budget is FAIL with its reason, the study
-goes on, and `execution.max_failures` stops the study cleanly (exit code 3, a message that says why).
+"""Trial faults: a trial over its time budget is FAIL with its reason, the study goes on, and
+`execution.max_failures` stops the study cleanly (exit code 3, a message that says why), through the
+command line; and the searcher's bookkeeping of crashed workers, duplicates and the failure count.
 
 Exceptions in user code, simulated out-of-memory and divergence are covered in
 tests/search/test_end_to_end.py::test_failures_are_recorded_and_the_study_goes_on.
@@ -8,12 +9,12 @@ tests/search/test_end_to_end.py::test_failures_are_recorded_and_the_study_goes_o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from reliability_helpers import TINY_STUDY, load_trials, ray_sandbox, run_cli, write_study
-
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 # 400 epochs of the tiny study take far longer than the 3 s budget; 1 epoch takes a fraction of it.
 # One trial at a time, so the order is fixed: over budget (FAIL), 1 epoch (COMPLETE), over budget (FAIL,
@@ -35,6 +36,8 @@ enqueue: [{epochs: 400, lr: 0.05}, {epochs: 1, lr: 0.05}, {epochs: 400, lr: 0.1}
 )
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_time_budget_fails_the_trial_and_the_failure_cap_stops_the_study(tmp_path: Path) -> None:
     study = write_study(tmp_path, "faults", STUDY, SPACE)
     with ray_sandbox() as box:
@@ -60,3 +63,54 @@ def test_time_budget_fails_the_trial_and_the_failure_cap_stops_the_study(tmp_pat
         assert len(t.user_attrs["curve"]) == t.user_attrs["epochs_done"]
     # Stopped early, but the report is still written.
     assert (tmp_path / "reports" / "faults" / "summary.md").exists()
+
+
+# --- the searcher alone (no Ray is started: Tune's side is played by the test)
+
+
+def _searcher(propose: Any, *, max_failures: int = 10, max_rejections: int = 200) -> Any:
+    from icbench.search.searcher import AskTellSearcher
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    return AskTellSearcher(
+        study, propose, objectives=["val_acc"], target=10, max_failures=max_failures,
+        max_consecutive_rejections=max_rejections,
+    )  # fmt: skip
+
+
+def _same_point(trial: optuna.Trial) -> Any:
+    from icbench.search.searcher import Proposal
+
+    return Proposal({"x": trial.suggest_int("x", 1, 1)})
+
+
+def test_repeated_parameters_are_never_handed_out_twice() -> None:
+    searcher = _searcher(_same_point, max_rejections=3)
+    assert isinstance(searcher.suggest("t0"), dict)
+    # Every later ask samples x = 1 again: settled as duplicates in the driver, never given to Tune.
+    assert searcher.suggest("t1") is None
+    trials = searcher.study.get_trials()
+    assert [t.user_attrs.get("status") for t in trials[1:]] == ["duplicate"] * 3
+    assert all(
+        t.state == TrialState.FAIL and "same parameters as trial 0" in t.user_attrs["reason"]
+        for t in trials[1:]
+    )
+    assert searcher.failures == 0, "duplicates are not failures"
+    assert "max_consecutive_rejections" in searcher.stop_reason
+
+
+def test_a_crashed_worker_is_fail_with_its_reason_and_counts_toward_the_cap() -> None:
+    from icbench.search.searcher import Proposal
+
+    searcher = _searcher(lambda t: Proposal({"x": t.suggest_float("x", 0, 1)}), max_failures=1)
+    for i in range(2):
+        assert isinstance(searcher.suggest(f"t{i}"), dict)
+        searcher.on_trial_complete(f"t{i}", error=True)  # what Tune reports when a worker dies
+    trials = searcher.study.get_trials()
+    assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "crashed")] * 2
+    assert "error.txt" in trials[0].user_attrs["reason"]
+    assert searcher.stop_reason.startswith(
+        "stopped after 2 failed trials (more than execution.max_failures = 1)"
+    )
+    assert searcher.suggest("t2") == searcher.FINISHED, "no new trial starts once the cap is exceeded"
