@@ -10,6 +10,7 @@ same parameters and values, no parameter set trained twice, a sound database, an
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,10 +40,10 @@ STUDY = TINY_STUDY + f"budget: {{epochs: 2}}\nn_trials: {N_TRIALS}\nsampler: {{n
 MARKER_TIMEOUT_S = 240
 
 
-def _wait_for_marker(marker: Path, proc: object, log: Path) -> dict:
+def _wait_for_marker(marker: Path, proc: subprocess.Popen[bytes], log: Path) -> dict:
     deadline = time.monotonic() + MARKER_TIMEOUT_S
     while not marker.exists():
-        if proc.poll() is not None:  # type: ignore[attr-defined]
+        if proc.poll() is not None:
             raise AssertionError(f"the run ended before reaching {marker.name}:\n{log.read_text()[-4000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(
