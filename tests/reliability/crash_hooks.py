@@ -67,15 +67,21 @@ def install(point: str) -> None:
     from icbench.search.searcher import AskTellSearcher
 
     if point == "ray_start":
-        from ray._private import node
+        import ray
 
-        real_start = node.Node.start_ray_processes
+        try:  # private, but the one place where Ray is half started: GCS up, raylet not yet
+            from ray._private.node import Node
 
-        def start_ray_processes(self: Any) -> None:
+            owner, name = Node, "start_ray_processes"
+            real = Node.start_ray_processes
+        except (ImportError, AttributeError):  # another Ray: pause as ray.init begins instead
+            owner, name, real = ray, "init", ray.init
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
             _pause("ray_start")
-            real_start(self)
+            return real(*args, **kwargs)
 
-        node.Node.start_ray_processes = start_ray_processes  # type: ignore[method-assign]
+        setattr(owner, name, paused)
     elif point == "mid_trial":
         from icbench.search import trainable
 
