@@ -328,8 +328,19 @@ def strategy_all(site_list: Sequence[Site]) -> list[bool]:
 
 
 @STRATEGIES.register("stages")
-def strategy_stages(site_list: Sequence[Site], stages: int | Sequence[int]) -> list[bool]:
-    """Every eligible site in the given stages (the family's stage numbers, see `Site.stage`)."""
+def strategy_stages(site_list: Sequence[Site], stages: int | str | Sequence[int]) -> list[bool]:
+    """Every eligible site in the given stages (the family's stage numbers, see `Site.stage`).
+
+    `stages` is a stage number, a list of them, or a comma-separated string ("3,4"): the form a search
+    space uses, since Optuna stores only scalar categorical choices.
+    """
+    if isinstance(stages, str):
+        try:
+            stages = [int(part) for part in stages.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"strategy 'stages': {stages!r} is not a comma-separated list of stage numbers", field="stages"
+            ) from None
     wanted = [stages] if isinstance(stages, int) else list(stages)
     available = sorted({s.stage for s in site_list if s.eligible})
     unknown = [st for st in wanted if st not in available]

@@ -49,15 +49,14 @@ class CategoricalParam(_Param):
     @field_validator("choices")
     @classmethod
     def _storable(cls, choices: list[Any]) -> list[Any]:
-        # Optuna stores scalars (and, with a warning, lists of them); a mapping would fail mid-study.
+        # Optuna stores only scalar choices persistently (a list is stored with a warning, a mapping fails
+        # mid-study); a set of stages, say, is written as a string: "3,4".
         scalar = (str, bool, int, float, type(None))
         for i, c in enumerate(choices):
-            if not isinstance(c, scalar) and not (
-                isinstance(c, list) and all(isinstance(x, scalar) for x in c)
-            ):
+            if not isinstance(c, scalar):
                 raise ValueError(
-                    f"choice {i} is a {type(c).__name__} ({c!r}); a choice must be a string, number, "
-                    "boolean, null or a list of those"
+                    f"choice {i} is a {type(c).__name__} ({c!r}); a choice must be a string, number, boolean "
+                    'or null (write a list of stages as a string, e.g. "3,4")'
                 )
         return choices
 
