@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.cost import count_macs
 from icbench.errors import CheckpointError, ConfigError, UnknownNameError
-from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.families import FAMILIES, GENERIC, Family
 from icbench.families._base import block_key
 from icbench.registry import Registry
@@ -339,7 +339,8 @@ def strategy_stages(site_list: Sequence[Site], stages: int | str | Sequence[int]
             stages = [int(part) for part in stages.split(",")]
         except ValueError:
             raise ConfigError(
-                f"strategy 'stages': {stages!r} is not a comma-separated list of stage numbers", field="stages"
+                f"strategy 'stages': {stages!r} is not a comma-separated list of stage numbers",
+                field="stages",
             ) from None
     wanted = [stages] if isinstance(stages, int) else list(stages)
     available = sorted({s.stage for s in site_list if s.eligible})

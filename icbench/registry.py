@@ -29,7 +29,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            self.add(name or getattr(obj, "__name__"), obj)
+            self.add(name or obj.__name__, obj)
             return obj
 
         return deco
