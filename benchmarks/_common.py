@@ -111,7 +111,7 @@ def mean_std(values: Sequence[float], fmt: str = "{:.3f}") -> str:
     if not vals:
         return "-"
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(vals))} ± {fmt.format(std)}"
+    return f"{fmt.format(statistics.mean(vals))} ± {fmt.replace('+', '').format(std)}"  # no sign on a spread
 
 
 def table(rows: Sequence[Sequence[Any]], columns: Sequence[str], *, first_left: bool = True) -> str:

@@ -316,7 +316,7 @@ def throughput(ctx: Context) -> Outcome:
     elif ctx.cuda:
         size, width, batch, n, epochs, reps = "resnet20", 1.0, 512, 8000, 2, 1
     else:
-        size, width, batch, n, epochs, reps = "resnet8", 0.5, 64, 1200, 2, 1
+        size, width, batch, n, epochs, reps = "resnet8", 0.5, 64, 1200, 3, 2
         out.notes.append(
             "CPU quick mode: resnet8 width 0.5, batch 64, float32 (bf16/channels_last are CUDA-only)"
         )

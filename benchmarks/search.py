@@ -30,7 +30,6 @@ The default run (96 trials) takes about 15 minutes on 2 cores; flags scale it up
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -163,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         if s not in known:
             parser.error(f"unknown sampler {s!r}; known: {', '.join(known)}")
     if not args.skip_wld and "random" not in samplers:
-        parser.error("the WLD comparison pairs with the random arm: keep 'random' in --samplers or --skip-wld")
+        parser.error(
+            "the WLD comparison pairs with the random arm: keep 'random' in --samplers or --skip-wld"
+        )
 
     print(header("Search efficiency at a fixed budget: hypervolume by sampler, WLD vs from scratch"))
     quiet_ray_env()
@@ -227,11 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     kw = {s: sampler_kwargs(s, args.trials, args.optuna_defaults) for s in samplers}
     print("sampler arguments: " + "; ".join(f"{s} {kw[s] or 'Optuna defaults'}" for s in samplers))
     rows = []
-    base_hv = [results[("random, scratch", s)]["hv"] for s in range(args.seeds)] if "random" in samplers else []
+    base_hv = (
+        [results[("random, scratch", s)]["hv"] for s in range(args.seeds)] if "random" in samplers else []
+    )
     for arm, _, _ in arms:
         rs = [results[(arm, s)] for s in range(args.seeds)]
         hv = [r["hv"] for r in rs]
-        ratio = mean_std([h / b for h, b in zip(hv, base_hv, strict=True) if b > 0], "{:.3f}") if base_hv else "-"
+        ratio = (
+            mean_std([h / b for h, b in zip(hv, base_hv, strict=True) if b > 0], "{:.3f}") if base_hv else "-"
+        )
         rows.append(
             [
                 arm,
