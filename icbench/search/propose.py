@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class Proposer:
     def cost(self, cand: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """(MACs and params, canonical placement) of a candidate, cached per architecture."""
         from icbench.cost import measure_cost
+        from icbench.placement import Placement
         from icbench.training import build_candidate
 
         model, placement, input_shape = build_candidate(cand)
@@ -63,12 +65,23 @@ class Proposer:
                 "params": cost.params,
                 "params_trainable": cost.params_trainable,
             }
+        if placement.is_basic:  # conv units anywhere, or no unit: the same basic network
+            placement = Placement("conv", (False,) * placement.n_sites)
         return self._cost_cache[arch], placement.canonical
 
     def __call__(self, trial: optuna.Trial) -> Proposal:
         cand = self.candidate(trial)
         cost, canonical = self.cost(cand)
+        # Equal candidates are equal experiments, whatever parameters led to them: the network as built
+        # (every basic placement is one network) and everything about its training.
+        experiment = {
+            k: v for k, v in cand.items() if k not in ("unit", "strategy", "strategy_args", "placement")
+        }
+        experiment["network"] = canonical
         attrs: dict[str, Any] = {
+            "candidate_key": hashlib.sha256(
+                json.dumps(experiment, sort_keys=True, default=str).encode()
+            ).hexdigest()[:20],
             "placement": canonical,
             "unit": canonical.split(":", 1)[0],
             "strategy": cand["strategy"],

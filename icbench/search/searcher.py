@@ -27,8 +27,9 @@ from ray.tune.search import Searcher
 from icbench.search.trainable import FINAL_KEY
 
 #: Trial user attributes copied from the final metrics into storage (the report reads these).
+#: (`placement` and `unit` are not among them: the proposer records them, a basic network normalised.)
 RECORDED = (
-    "placement", "unit", "family", "size", "seed", "wld", "val_acc", "test_acc", "macs", "params",
+    "family", "size", "seed", "wld", "val_acc", "test_acc", "macs", "params",
     "params_trainable", "latency_ms", "epochs_done", "epochs_target", "wall_time_s", "train_time_s",
     "teacher_key", "teacher_val_acc", "n_sites", "n_unit_sites",
 )  # fmt: skip
@@ -43,8 +44,18 @@ class Proposal:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+#: Outcomes of trials that trained (a candidate is never trained again after one of these).
+TRAINED_STATUSES = ("complete", "pruned", "failed", "diverged", "crashed")
+
+
 def params_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
+
+
+def candidate_key(attrs: dict[str, Any], params: dict[str, Any]) -> str:
+    """What makes two trials the same experiment: the proposer's `candidate_key` (the network as built
+    plus its training), or the raw parameters where there is none."""
+    return attrs.get("candidate_key") or params_key(params)
 
 
 class AskTellSearcher(Searcher):
@@ -85,7 +96,15 @@ class AskTellSearcher(Searcher):
         self.stop_reason: str | None = None
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         self.evaluated = len(done)
-        self.seen = {params_key(t.params): t.number for t in done}
+        # Candidates already trained (to the end, or to a failure); interrupted ones never finished.
+        trained = [
+            t
+            for t in study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            )
+            if t.user_attrs.get("status") in (None, *TRAINED_STATUSES)
+        ]
+        self.seen = {candidate_key(t.user_attrs, t.params): t.number for t in trained}
 
     # -- Tune's side
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -98,11 +117,11 @@ class AskTellSearcher(Searcher):
                 proposal = self.propose(trial)
             except Exception as e:  # a candidate that cannot even be built fails alone
                 proposal = Proposal(None, {"status": "failed", "reason": f"{type(e).__name__}: {e}"})
-            key = params_key(trial.params)
+            key = candidate_key(proposal.attrs, trial.params)
             if proposal.config is not None and key in self.seen:
                 proposal = Proposal(
                     None,
-                    {"status": "duplicate", "reason": f"same parameters as trial {self.seen[key]}"},
+                    {"status": "duplicate", "reason": f"same candidate as trial {self.seen[key]}"},
                 )
             if proposal.config is not None:
                 self.rejections_in_a_row = 0

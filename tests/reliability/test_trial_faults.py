@@ -93,7 +93,7 @@ def test_repeated_parameters_are_never_handed_out_twice() -> None:
     trials = searcher.study.get_trials()
     assert [t.user_attrs.get("status") for t in trials[1:]] == ["duplicate"] * 3
     assert all(
-        t.state == TrialState.FAIL and "same parameters as trial 0" in t.user_attrs["reason"]
+        t.state == TrialState.FAIL and "same candidate as trial 0" in t.user_attrs["reason"]
         for t in trials[1:]
     )
     assert searcher.failures == 0, "duplicates are not failures"
