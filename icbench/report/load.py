@@ -51,7 +51,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 
 #: Descriptive per-trial fields copied from trial user attributes (or parameters).
-INFO_COLUMNS: tuple[str, ...] = ("family", "size", "unit", "placement", "strategy", "is_basic", "wld", "seed")
+INFO_COLUMNS: tuple[str, ...] = (
+    "family", "size", "width", "unit", "placement", "strategy", "is_basic", "wld", "seed",
+)  # fmt: skip
 
 #: Columns every trials table has, in this order; sampled parameters follow as `param_<name>`, then `curve`.
 BASE_COLUMNS: tuple[str, ...] = (

@@ -43,6 +43,7 @@ PARETO_CSV_COLUMNS: tuple[str, ...] = (
     "is_basic",
     "family",
     "size",
+    "width",
     "unit",
     "placement",
     "strategy",
@@ -210,7 +211,7 @@ def write_csv(frame: pd.DataFrame, path: Any) -> None:
 
 
 def pareto_rows(front: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """The rows of pareto.*: the front plus, per (family, size), the best basic network as reference.
+    """The rows of pareto.*: the front plus, per (family, size, width), the best basic network as reference.
 
     Args:
         front: Pareto-optimal COMPLETE trials.
@@ -228,7 +229,8 @@ def pareto_rows(front: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     if "is_basic" in cand:
         basic = cand[cand["is_basic"].fillna(False).astype(bool)]
         refs = []
-        for _, group in basic.groupby(["family", "size"], dropna=False, sort=True):
+        keys = [k for k in ("family", "size", "width") if k in basic]
+        for _, group in basic.groupby(keys, dropna=False, sort=True):
             best = group.sort_values(["val_acc", "number"], ascending=[False, True]).iloc[[0]]
             if (
                 not best["number"].isin(rows["number"]).any()
@@ -247,6 +249,15 @@ def pareto_rows(front: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _size_text(size: Any, width: Any) -> str:
+    """The size, with its width multiplier when it is not 1 (e.g. "resnet8 x0.5")."""
+    try:
+        w = float(width)
+    except (TypeError, ValueError):
+        return fmt_text(size)
+    return fmt_text(size) if w == 1.0 or w != w else f"{fmt_text(size)} x{w:g}"
+
+
 def _note(on_front: bool, is_basic: bool) -> str:
     if on_front and is_basic:
         return "front; basic (reference)"
@@ -263,7 +274,7 @@ def pareto_display(rows: pd.DataFrame, acc_values: Any) -> tuple[list[str], list
         [
             str(int(r.number)),
             fmt_text(r.family),
-            fmt_text(r.size),
+            _size_text(r.size, getattr(r, "width", None)),
             fmt_text(r.unit),
             fmt_text(r.placement),
             fmt_fixed(r.val_acc, 2, factor),
@@ -288,7 +299,7 @@ def pareto_markdown(
     text = [
         f"# Pareto front: {study}\n",
         f"Pareto-optimal COMPLETE trials ({objs}), sorted by MACs. Rows marked *basic (reference)* are the "
-        "basic (all-conv) network of each family and size, listed for comparison even when off the front. "
+        "basic (all-conv) network of each family, size and width, listed for comparison even when off the front. "
         "Test accuracy is reported for these trials only; selection used validation accuracy.\n",
         markdown_table(headers, body, align="rllllrrrrrl"),
         f"\n{MACS_NOTE} PRUNED and FAIL trials (rejected included) are never on the front.\n",

@@ -87,6 +87,7 @@ class Proposer:
             "strategy": cand["strategy"],
             "family": cand["family"],
             "size": cand.get("size"),
+            "width": cand.get("width"),
             "seed": cand.get("seed"),
             "wld": bool((cand.get("wld") or {}).get("enabled")),
             "macs": cost["macs"],
