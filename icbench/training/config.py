@@ -172,41 +172,6 @@ class CandidateConfig:
     num_threads: int | None = None
     time_budget_s: float | None = None
 
-    @staticmethod
-    def checked(config: TrainConfig, prefix: str = "") -> TrainConfig:
-        """`config` with its numeric fields coerced to their types, or a ConfigError naming the field."""
-        try:
-            out = dataclasses.replace(
-                config,
-                epochs=int(config.epochs),
-                batch_size=int(config.batch_size),
-                lr=float(config.lr),
-                momentum=float(config.momentum),
-                nesterov=bool(config.nesterov),
-                weight_decay=float(config.weight_decay),
-                label_smoothing=float(config.label_smoothing),
-                warmup_epochs=float(config.warmup_epochs),
-                augment=bool(config.augment),
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"invalid recipe value: {e}", field=prefix.rstrip(".")) from None
-        bad = [
-            name
-            for name, ok in (
-                ("epochs", out.epochs >= 1),
-                ("batch_size", out.batch_size >= 1),
-                ("lr", out.lr > 0),
-                ("momentum", 0 <= out.momentum < 1),
-                ("weight_decay", out.weight_decay >= 0),
-                ("label_smoothing", 0 <= out.label_smoothing < 1),
-                ("warmup_epochs", 0 <= out.warmup_epochs <= out.epochs),
-            )
-            if not ok
-        ]
-        if bad:
-            raise ConfigError(f"invalid value {getattr(out, bad[0])!r}", field=prefix + bad[0])
-        return out
-
     latency: bool = True
     cache_dir: str = "runs/.teachers"
     wld: WLDConfig = field(default_factory=WLDConfig)
