@@ -236,9 +236,10 @@ def plot_curves(
             markersize=3,
             label=f"{c.label} (n={c.n.max()})",
         )
-        ax.fill_between(
-            c.epochs, (c.mean - c.std) * factor, (c.mean + c.std) * factor, color=color, alpha=0.2
-        )
+        # An accuracy cannot leave [0, 100 %]: the ± std band is clipped to it.
+        top = 100.0 / factor
+        low, high = (c.mean - c.std).clip(0.0, top), (c.mean + c.std).clip(0.0, top)
+        ax.fill_between(c.epochs, low * factor, high * factor, color=color, alpha=0.2)
     if target is not None and math.isfinite(target):
         ax.axhline(
             target * factor,
@@ -254,7 +255,9 @@ def plot_curves(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Validation accuracy (%)")
-    ax.set_title(title + "\nmean over seeds, band: ± 1 std", fontsize=10)
+    ax.set_title(
+        title + "\nmean over the trials of each cell (seeds in a grid study), band: ± 1 std", fontsize=10
+    )
     ax.grid(True, alpha=0.3)
     if curves or target is not None:
         ax.legend(loc="lower right", fontsize=8)
