@@ -112,7 +112,10 @@ def base_candidate(loaded: LoadedStudy) -> dict[str, Any]:
         "epochs": c.budget.epochs,
         "time_budget_s": c.budget.time_s,
         **c.training.model_dump(),
-        "device": c.execution.device,
+        # "auto" follows the trial's resources: a trial given no GPU by Ray trains on the CPU.
+        "device": c.execution.device
+        if c.execution.device != "auto"
+        else ("cuda" if c.execution.gpus_per_trial > 0 else "cpu"),
         "wld": {**c.wld.model_dump(), "teacher_recipe": teacher_recipe(loaded)},
     }
 
