@@ -1,7 +1,7 @@
 """Forward+backward time and MACs of every registered unit against a plain convolution.
 
 Usage:
-    .venv/bin/python benchmarks/units.py [--device cpu|cuda|cpu,cuda] [--repeats 15] [--compile]
+    .venv/bin/python benchmarks/units.py [--device cpu|cuda|cpu,cuda] [--repeats 25] [--compile]
                                          [--reference] [--inference] [--threads N] [--clock wall|cpu] [--batch N]
                                          [--shapes resnet20_3x3,resnet50_1x1,resnet50_3x3,mbv2_dw3x3]
 
@@ -123,6 +123,10 @@ def machine_header(devices: list[str]) -> str:
     if hasattr(os, "getloadavg"):  # other work on the machine skews every figure: say how much there was
         load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
         lines.append(f"load average (1, 5, 15 min) at start: {load}")
+    # Allocator settings change CPU timings a lot (fresh pages for every large tensor): record them.
+    alloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}
+    if alloc_env:
+        lines.append("allocator env: " + " ".join(f"{k}={v}" for k, v in sorted(alloc_env.items())))
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         lines.append(f"CUDA: {names} (CUDA {torch.version.cuda})")
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device", default=default_devices, help=f"comma-separated (default {default_devices})"
     )
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per shape (default 15)")
+    parser.add_argument("--repeats", type=int, default=25, help="timed rounds per shape (default 25)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd versions")
     parser.add_argument(
         "--reference", action="store_true", help="also time the plain-op formulations the fast paths replace"

@@ -5,10 +5,12 @@ with the output neuron's ball and passes on τ_c·(u − θ_c) beyond the thresh
 one below it passes unchanged. a_c = 0 (equal masses) is the identity. See DESIGN.md §3.
 
 Speed: in eager mode the elementwise tail runs as one autograd Function (`CollisionTail`) that writes y
-into the convolution's output buffer and computes its backward in three passes over the output instead of
-the seven or so that autograd takes for the composed ops (benchmarks/units.py: on a 2-core CPU at the
-ResNet-20 3×3 shape, forward+backward went from about 1.5× to about 1.15–1.2× a plain convolution).
-Under torch.compile the plain formula is used instead, because the compiler fuses it into one kernel.
+into the convolution's output buffer, allocates one output-sized tensor per direction fewer, and sums
+over channels along the contiguous axis (benchmarks/units.py, 2-core CPU, ResNet-20 3×3 shape:
+forward+backward about 1.2× a plain convolution, against about 1.4× for the composed ops). What is left
+is memory traffic: about eight passes over the output, where a fused kernel needs two. Under
+torch.compile the plain formula is used instead, because the compiler fuses it into the convolution's
+neighbouring kernels.
 """
 
 from __future__ import annotations

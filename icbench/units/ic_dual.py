@@ -6,10 +6,10 @@ linear map (W and (1 + ρ)·W). It costs a second convolution (2× MACs). See DE
 Speed (benchmarks/units.py, 2-core CPU): ρ is folded into the second convolution's weight (ρ_c·W_c is a
 tiny tensor) so the gate costs no output-sized product in either direction, θ is added as −θ (its
 gradient is then a plain sum, without negating an input-sized tensor), and the two convolutions' outputs
-are summed in place. Forward+backward went from about 2.3× to about 2.1× a plain convolution at the
-ResNet-20 3×3 shape and from about 2.9× to 2.4× on a depthwise 3×3. Stacking x and ReLU(x − θ) along
-the batch or channel dimension into one convolution was measured too: no faster for dense convolutions,
-several times slower for depthwise ones, and no longer bit-exact at initialisation.
+are summed in place. Forward+backward went from about 2.4–2.5× to about 2.1–2.2× a plain convolution
+at the ResNet-20 3×3 shape and from about 2.9–3.4× to 2.4–2.6× on a depthwise 3×3. Stacking x and
+ReLU(x − θ) along the batch or channel dimension into one convolution was measured too: no faster for
+dense convolutions, several times slower for depthwise ones, and no longer bit-exact at initialisation.
 """
 
 from __future__ import annotations
