@@ -7,11 +7,12 @@ does not replay the same parameters, and a changed search space or objective set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -220,8 +221,7 @@ def run_study(
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
 
-    lock = _driver_lock(loaded)
-    with lock:
+    with _driver_lock(loaded):
         study = open_study(loaded, url)
         n_stale = mark_interrupted(study)
         if n_stale:
@@ -249,27 +249,24 @@ def run_study(
     return run
 
 
-def _driver_lock(loaded: LoadedStudy) -> Any:
+@contextlib.contextmanager
+def _driver_lock(loaded: LoadedStudy) -> Iterator[None]:
     """One driver per local study: a second concurrent run of the same study is refused."""
     from filelock import FileLock, Timeout
 
     run_dir = Path(loaded.config.runs_dir) / loaded.config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / "driver.lock"), timeout=0)
-
-    class _Guard:
-        def __enter__(self) -> None:
-            try:
-                lock.acquire()
-            except Timeout:
-                raise IcbenchError(
-                    f"study {loaded.config.name!r} is already being run by another process (lock {lock.lock_file})"
-                ) from None
-
-        def __exit__(self, *exc: object) -> None:
-            lock.release()
-
-    return _Guard()
+    try:
+        lock.acquire()
+    except Timeout:
+        raise IcbenchError(
+            f"study {loaded.config.name!r} is already being run by another process (lock {lock.lock_file})"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _report(loaded: LoadedStudy, url: str, echo: Callable[[str], None]) -> Path | None:
