@@ -42,6 +42,9 @@ class Proposer:
         self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
         self.max_macs = c.constraints.max_macs
         self._cost_cache: dict[str, dict[str, Any]] = {}
+        from icbench.search.runner import package_versions
+
+        self.versions = package_versions()
 
     def candidate(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         values = sp.sample(trial, self.loaded.space, self.checked.mask_len)
@@ -93,6 +96,7 @@ class Proposer:
             "macs": cost["macs"],
             "params": cost["params"],
             "candidate": cand,
+            "versions": self.versions,
         }
         if self.max_macs is not None and cost["macs"] > self.max_macs:
             attrs.update(

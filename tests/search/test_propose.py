@@ -57,3 +57,5 @@ def test_different_networks_or_training_are_different_candidates(tmp_path: Path)
 def test_ic_placement_is_recorded_with_its_sites(tmp_path: Path) -> None:
     attrs = propose(proposer(tmp_path), unit="ic", strategy="last_k", k=1, lr=0.1)
     assert attrs["placement"] == "ic:0000011" and attrs["unit"] == "ic" and attrs["rejected"] is False
+    assert attrs["seed"] == 0 and attrs["candidate"]["lr"] == 0.1
+    assert {"torch", "optuna", "ray", "icbench"} <= set(attrs["versions"])
