@@ -44,7 +44,9 @@ class ConfigError(IcbenchError, ValueError):
         self.source = source
         self.field = field
         self.detail = message
-        where = ", ".join(p for p in (f"file {source}" if source else "", f"field {field!r}" if field else "") if p)
+        where = ", ".join(
+            p for p in (f"file {source}" if source else "", f"field {field!r}" if field else "") if p
+        )
         super().__init__(f"{where}: {message}" if where else message)
 
 
