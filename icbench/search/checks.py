@@ -304,7 +304,6 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
     import optuna
 
     from icbench.search.propose import Proposer
-    from icbench.training import CandidateConfig
 
     proposer = Proposer(loaded, checked)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -314,20 +313,18 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
     basic = {**points[0][1], "unit": "conv", "strategy": "none", "strategy_args": {}}
     points.insert(0, ("the basic network", basic))
     checked.basic = basic
-    cheapest = None
     for what, cand in points:
         try:
-            CandidateConfig.from_dict({k: v for k, v in cand.items()})
-            cost, canonical = proposer.cost(cand)
+            cost, canonical = proposer.cost(cand)  # validates the whole candidate config first
         except ConfigError as e:
             raise ConfigError(f"{what}: {e.detail}", source=str(loaded.space_path), field=e.field) from None
         except IcbenchError as e:
             raise ConfigError(f"{what}: {e}", source=str(loaded.space_path)) from None
         checked.probe_macs.append(cost["macs"])
         checked.probe_placements.append(canonical)
-        cheapest = cost["macs"] if cheapest is None else min(cheapest, cost["macs"])
     ceiling = loaded.config.constraints.max_macs
-    if ceiling is not None and cheapest is not None and cheapest > ceiling:
+    cheapest = min(checked.probe_macs)
+    if ceiling is not None and cheapest > ceiling:
         raise ConfigError(
             f"impossible constraint: the cheapest candidate probed (the basic network included) costs {cheapest / 1e6:.2f} MMac, over the ceiling "
             f"of {ceiling / 1e6:.2f} MMac; every candidate would be rejected",

@@ -25,15 +25,12 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from icbench.search.trainable import FINAL_KEY
+from icbench.training.candidate import METRIC_KEYS
 
-#: Trial user attributes copied from the final metrics into storage (the report reads these).
-#: (`placement` and `unit` are not among them: the proposer records them, a basic network normalised.)
-RECORDED = (
-    "family", "size", "seed", "wld", "val_acc", "test_acc", "macs", "params",
-    "params_trainable", "latency_ms", "epochs_done", "epochs_target", "wall_time_s", "train_time_s",
-    "teacher_key", "teacher_val_acc", "n_sites", "n_unit_sites",
-)  # fmt: skip
-FAILED_STATUSES = ("failed", "diverged", "crashed")
+#: Trial user attributes copied from the final metrics into storage (the report reads these): what
+#: `train_candidate` returns, less the curve (stored whole, separately), the run's own flags, and
+#: `placement`/`unit` (the proposer records those, a basic network normalised).
+RECORDED = tuple(k for k in METRIC_KEYS if k not in ("curve", "diverged", "stop_reason", "placement", "unit"))
 
 
 @dataclass
