@@ -78,11 +78,13 @@ def interleaved(
     repeats: int,
     warmup: int = 1,
     sync: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per call of each step, the steps taking turns (the first one rotating every round).
 
     Comparing steps timed in the same rounds keeps a slow spell of a noisy machine from favouring one.
-    `sync` is called around each timed call (torch.cuda.synchronize on a GPU).
+    `sync` is called around each timed call (torch.cuda.synchronize on a GPU); `clock` reads the time
+    (wall clock by default; `time.process_time` for CPU time).
     """
     names = list(steps)
     for _ in range(warmup):
@@ -93,10 +95,10 @@ def interleaved(
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             sync()
-            start = time.perf_counter()
+            start = clock()
             steps[name]()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 

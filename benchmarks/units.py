@@ -36,6 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import interleaved  # noqa: E402
 
 from icbench.units import UNITS, make_unit  # noqa: E402
 from icbench.units.ic import ICConv2d, collision_reference  # noqa: E402
@@ -176,31 +179,6 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def time_side_by_side(
-    steps: dict[str, Callable[[], None]],
-    repeats: int,
-    warmup: int,
-    sync: Callable[[], None],
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, list[float]]:
-    """Seconds per call of each step, the steps taking turns (start rotating each round)."""
-    names = list(steps)
-    for _ in range(warmup):
-        for name in names:
-            steps[name]()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            sync()
-            start = clock()
-            steps[name]()
-            sync()
-            times[name].append(clock() - start)
-    return times
-
-
 def bench_shape(
     shape_key: str,
     device: str,
@@ -251,7 +229,7 @@ def bench_shape(
         steps |= {f"{name} [inference]": inference_step(m) for name, m in mods.items()}
     # The process's CPU time leaves out the time this process waits while others run (CPU only).
     clock = time.process_time if cpu_clock and dev.type == "cpu" else time.perf_counter
-    times = time_side_by_side(steps, repeats, warmup=3 if compile else 2, sync=_sync(dev), clock=clock)
+    times = interleaved(steps, repeats=repeats, warmup=3 if compile else 2, sync=_sync(dev), clock=clock)
 
     rows = []
     for name, ts in times.items():
