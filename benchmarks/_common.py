@@ -135,22 +135,10 @@ def table(rows: Sequence[Sequence[Any]], columns: Sequence[str], *, first_left: 
 
 
 def write_study(folder: Path, name: str, study: str, space: str) -> Path:
-    """A study file `<folder>/<name>.yaml` and its search space, runs and reports kept inside `folder`.
+    """A generated study in `folder` (see `icbench.search.schema.write_study_files`)."""
+    from icbench.search.schema import write_study_files
 
-    Args:
-        folder: where the files, `runs/` and `reports/` go.
-        name: the study's name (also its file name).
-        study: YAML of the study file without `name`, `search_space`, `runs_dir`, `reports_dir`.
-        space: YAML of the search-space file.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.space.yaml").write_text(space)
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        f"name: {name}\nsearch_space: {name}.space.yaml\nruns_dir: {folder / 'runs'}\n"
-        f"reports_dir: {folder / 'reports'}\n{study}"
-    )
-    return path
+    return write_study_files(folder, name, study, space)
 
 
 def ray_worker_env() -> dict[str, str]:

@@ -386,6 +386,30 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: Path) -> Any
         raise ConfigError(msg, source=str(source), field=field) from None
 
 
+def write_study_files(folder: str | Path, name: str, study: str, space: str) -> Path:
+    """Write a study `<folder>/<name>.yaml` and its search space `<name>.space.yaml`, with the study's
+    runs and reports kept inside `folder` (for generated studies: benchmarks, tests, scripts).
+
+    Args:
+        folder: where the files, `runs/` and `reports/` go.
+        name: the study's name (also its file name).
+        study: YAML of the study file without `name`, `search_space`, `runs_dir` and `reports_dir`.
+        space: YAML of the search-space file.
+
+    Returns:
+        The study file's path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.space.yaml").write_text(space)
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nsearch_space: {name}.space.yaml\nruns_dir: {folder / 'runs'}\n"
+        f"reports_dir: {folder / 'reports'}\n{study}"
+    )
+    return path
+
+
 def load_search_space(path: str | Path) -> tuple[SearchSpace, str]:
     """Read and validate a search-space file."""
     p = Path(path)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from icbench.search.schema import write_study_files
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUN_STUDY = REPO / "run_study.py"
@@ -39,14 +41,7 @@ params:
 
 def write_study(folder: Path, name: str, body: str, space: str = TINY_SPACE) -> Path:
     """`folder/<name>.yaml` and its space; runs/ and reports/ stay inside `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}_space.yaml").write_text(space)
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        f"name: {name}\nsearch_space: {name}_space.yaml\nruns_dir: {folder / 'runs'}\n"
-        f"reports_dir: {folder / 'reports'}\n{body}"
-    )
-    return path
+    return write_study_files(folder, name, body, space)
 
 
 def db_path(study: Path) -> Path:
