@@ -7,27 +7,18 @@ starts and before anything is written to storage.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import space as sp
+from icbench.search.records import Checked
 from icbench.search.schema import CategoricalParam, LoadedStudy, MaskParam
+
+__all__ = ["N_PROBE", "Checked", "check_data_present", "check_study", "mask_length"]
 
 #: How many random points of the space are built and costed to validate it (and for the dry run's range).
 N_PROBE = 8
-
-
-@dataclass
-class Checked:
-    """Facts about a valid study that the run needs."""
-
-    mask_len: int | None
-    #: The basic network (every site `conv`) of a sampled point: what the dry run shows.
-    basic: dict[str, Any] = field(default_factory=dict)
-    probe_macs: list[int] = field(default_factory=list)
-    probe_placements: list[str] = field(default_factory=list)
 
 
 def _registries() -> dict[str, tuple[str, Any]]:

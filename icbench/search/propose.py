@@ -10,9 +10,8 @@ from typing import Any
 import optuna
 
 from icbench.search import space as sp
-from icbench.search.checks import Checked
+from icbench.search.records import Checked, Proposal
 from icbench.search.schema import LoadedStudy
-from icbench.search.searcher import Proposal
 
 
 def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from icbench.search.records import Proposal
 from icbench.search.trainable import FINAL_KEY
 from icbench.training.candidate import METRIC_KEYS
 
@@ -31,14 +31,6 @@ from icbench.training.candidate import METRIC_KEYS
 #: `train_candidate` returns, less the curve (stored whole, separately), the run's own flags, and
 #: `placement`/`unit` (the proposer records those, a basic network normalised).
 RECORDED = tuple(k for k in METRIC_KEYS if k not in ("curve", "diverged", "stop_reason", "placement", "unit"))
-
-
-@dataclass
-class Proposal:
-    """What the driver decided for one asked trial."""
-
-    config: dict[str, Any] | None  # handed to Tune; None when the trial was settled in the driver
-    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 #: Outcomes of trials that trained (a candidate is never trained again after one of these).
