@@ -2,12 +2,16 @@
 
 Running the same study file again resumes it: COMPLETE and PRUNED trials count toward `n_trials`, trials
 left RUNNING by a crash are marked FAIL, the sampler is reseeded (seed + number of trials so far) so it
-does not replay the same parameters, and a changed search space or objective set is refused.
+does not replay the same parameters, and a study whose experiment fingerprint changed (any setting that
+changes what a trial measures, `fingerprint.py`) is refused before anything is written. In a grid study the
+points of interrupted trials are queued again, so every point is still evaluated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import platform
 import sys
@@ -19,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError, IcbenchError
+from icbench.search import fingerprint as fpr
 from icbench.search import space as sp
 from icbench.search.checks import check_data_present, check_study, mask_length
-from icbench.search.schema import LoadedStudy, SamplerSection, load_study
+from icbench.search.schema import LoadedStudy, SamplerSection, SearchSpace, load_study
 from icbench.search.storage import default_storage_url, make_storage, retry_locked
 
 VERSIONED = ("icbench", "torch", "torchvision", "optuna", "ray", "ptflops", "pandas", "numpy")
@@ -69,21 +74,87 @@ def target_trials(loaded: LoadedStudy) -> int:
     return 10
 
 
+#: FAIL statuses that do not settle a grid point: the trial never finished (`interrupted`), or it was
+#: only a repeat of a point another trial holds (`duplicate`).
+UNSETTLED = ("interrupted", "duplicate")
+
+
+class GridPoints:
+    """The distinct parameter sets of a grid study, computed from the search space alone.
+
+    Optuna's grid enumerates every parameter, but a trial suggests only its active ones (`when`), so two
+    grid points that differ only in an inactive parameter are one parameter set. A point is keyed by its
+    active parameters, which is what a trial's `params` hold.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        grid = sp.grid(space, None)
+        self.keys = frozenset(
+            self.key(dict(zip(grid, combo, strict=True))) for combo in itertools.product(*grid.values())
+        )
+
+    def active(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` restricted to the parameters a trial with these values suggests."""
+        out: dict[str, Any] = {}
+        for name, p in self.space.params.items():
+            if name in values and sp.is_active(p, out):
+                out[name] = values[name]
+        return out
+
+    def key(self, values: dict[str, Any]) -> str:
+        return json.dumps(self.active(values), sort_keys=True, default=str)
+
+    def is_whole(self, params: dict[str, Any]) -> bool:
+        """Whether `params` set every parameter that is active for them (a trial killed while its
+        parameters were being sampled holds only some)."""
+        seen: dict[str, Any] = {}
+        for name, p in self.space.params.items():
+            if sp.is_active(p, seen):
+                if name not in params:
+                    return False
+                seen[name] = params[name]
+        return set(params) == set(seen)
+
+    def settled(self, study: Any) -> set[str]:
+        """Points with a trial that counts for them: COMPLETE, PRUNED, running in this driver, or a FAIL
+        that is never retried (failed, diverged, crashed, rejected)."""
+        from optuna.trial import TrialState
+
+        out = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.WAITING:
+                continue
+            if t.state == TrialState.FAIL and t.user_attrs.get("status") in UNSETTLED:
+                continue
+            if self.is_whole(t.params):
+                out.add(self.key(t.params))
+        return out
+
+
 def _grid_sampler_class() -> type:
     import optuna
 
     class QuietGridSampler(optuna.samplers.GridSampler):
-        """GridSampler without its `study.stop()` once the grid is covered: that call is only allowed
-        inside `study.optimize`, and with ask/tell the searcher decides when the study is done."""
+        """GridSampler without its `study.stop()` once the grid is covered (that call is only allowed inside
+        `study.optimize`, and with ask/tell the searcher decides when the study is done), and whose
+        `exhausted` counts a point only once a trial has settled it.
+
+        Optuna counts any finished trial, FAIL included, as a visited point: a point whose trial a crash
+        interrupted is never asked again. `mark_interrupted` queues such points again (`enqueue_trial`),
+        and `exhausted` does not count them until one of their trials settles them.
+        """
+
+        def __init__(self, search_space: dict[str, list[Any]], points: GridPoints, **kwargs: Any) -> None:
+            super().__init__(search_space, **kwargs)
+            self.points = points
 
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
 
         def exhausted(self, study: Any) -> bool:
-            """Every grid point has been tried once, whatever its outcome (failed points are not retried:
-            no parameter set is evaluated twice)."""
-            tried = {t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)}
-            return len(tried - {None}) >= len(self._all_grids)
+            """Every distinct point of the grid has a trial that settled it (`GridPoints.settled`)."""
+            return self.points.keys <= self.points.settled(study)
 
     return QuietGridSampler
 
@@ -98,7 +169,9 @@ def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
         "nsga2": optuna.samplers.NSGAIISampler,
         "gp": optuna.samplers.GPSampler,
         "random": optuna.samplers.RandomSampler,
-        "grid": lambda **kw: QuietGridSampler(sp.grid(loaded.space, mask_length(loaded)), **kw),
+        "grid": lambda **kw: QuietGridSampler(
+            sp.grid(loaded.space, mask_length(loaded)), GridPoints(loaded.space), **kw
+        ),
     }
     try:
         return factories[cfg.name](seed=seed, **cfg.kwargs)
@@ -108,41 +181,66 @@ def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
         ) from None
 
 
-def open_study(loaded: LoadedStudy, url: str, *, reseed_from_count: bool = True) -> Any:
-    """Create the study, or load it for a resume after checking that its space and objectives are unchanged."""
+def open_study(
+    loaded: LoadedStudy,
+    url: str,
+    *,
+    reseed_from_count: bool = True,
+    storage: Any = None,
+    echo: Callable[[str], None] | None = None,
+) -> Any:
+    """Create the study, or load it for a resume after checking that its experiment fingerprint is unchanged.
+
+    Nothing is written to an existing study before that check. A study created before experiment
+    fingerprints existed has only its search space and objectives checked; its fingerprint is then
+    recorded, with the trial number from which it holds (`fingerprint_from_trial`).
+
+    Args:
+        storage: the Optuna storage for `url`, when the caller already opened it.
+        echo: where to say that a study without a fingerprint was given one.
+
+    Raises:
+        ConfigError: when a fingerprinted setting changed since the study was created.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(url)
+    storage = storage if storage is not None else make_storage(url)
     name = loaded.config.name
-    fp = sp.fingerprint(loaded)
+    fp = fpr.experiment_fingerprint(loaded)
     directions = [o.resolved_direction for o in loaded.config.objectives]
     existing = retry_locked(lambda: optuna.get_all_study_names(storage))
     if name in existing:
         study = retry_locked(lambda: optuna.load_study(study_name=name, storage=storage))
-        old = study.user_attrs.get("fingerprint")
-        if old is not None and sp.fingerprint_hash(old) != sp.fingerprint_hash(fp):
-            raise ConfigError(
-                f"study {name!r} already exists in {url} with a different search space or objectives "
-                f"({sp.describe_change(old, fp)}); resuming would mix incomparable trials. Give the study a new "
-                "name, or restore the original files",
-                source=str(loaded.study_path),
-                field="objectives" if old.get("objectives") != fp["objectives"] else "search_space",
-            )
+        stored = study.user_attrs.get(fpr.FINGERPRINT_ATTR)
+        legacy = stored is None
+        if legacy:  # created before experiment fingerprints: check what it recorded
+            recorded = fpr.from_legacy(study.user_attrs.get(fpr.LEGACY_ATTR) or {})
+            stored, current = recorded, {k: fp[k] for k in recorded}
+        else:
+            current = fp
+        fpr.check_unchanged(stored, current, study=name, url=url, source=str(loaded.study_path))
         n_before = len(study.get_trials(deepcopy=False))
+        if legacy:
+            _set_fingerprint(study, fp, from_trial=n_before)
+            if echo is not None:
+                echo(
+                    f"resume: study {name!r} was created without an experiment fingerprint; the current "
+                    f"settings are recorded as its fingerprint from trial {n_before} on (the settings of the "
+                    "trials before cannot be checked)"
+                )
         seed = loaded.config.sampler.seed + (n_before if reseed_from_count else 0)
         study.sampler = make_sampler(loaded.config.sampler, seed, loaded)
         return study
     sampler = make_sampler(loaded.config.sampler, loaded.config.sampler.seed, loaded)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
+    _set_fingerprint(study, fp, from_trial=0)  # first: a study without one would be resumed unchecked
     attrs = {
         "objectives": [{"name": o.name, "direction": o.resolved_direction} for o in loaded.config.objectives],
         "study_file": str(loaded.study_path),
         "study_yaml": loaded.study_text,
         "space_file": str(loaded.space_path),
         "space_yaml": loaded.space_text,
-        "fingerprint": fp,
-        "space_hash": sp.fingerprint_hash(fp),
         "seed": loaded.config.sampler.seed,
         "sampler": loaded.config.sampler.name,
         "versions": package_versions(),
@@ -158,6 +256,12 @@ def open_study(loaded: LoadedStudy, url: str, *, reseed_from_count: bool = True)
     return study
 
 
+def _set_fingerprint(study: Any, fp: dict[str, Any], *, from_trial: int) -> None:
+    study.set_user_attr(fpr.FINGERPRINT_ATTR, fp)
+    study.set_user_attr(fpr.HASH_ATTR, fpr.fingerprint_hash(fp))
+    study.set_user_attr(fpr.FROM_TRIAL_ATTR, from_trial)
+
+
 def _device_name(loaded: LoadedStudy) -> str:
     import torch
 
@@ -167,18 +271,36 @@ def _device_name(loaded: LoadedStudy) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def mark_interrupted(study: Any) -> int:
-    """Trials left RUNNING by a driver that died are FAIL with a reason; returns how many."""
+def mark_interrupted(study: Any, storage: Any, *, grid: GridPoints | None = None) -> tuple[int, int]:
+    """Trials left RUNNING by a driver that died are FAIL `interrupted` with a reason; returns how many
+    were marked and how many grid points were queued again.
+
+    In a grid study (`grid` given) each interrupted point is first queued again (`enqueue_trial`, with
+    `retry_of` naming the interrupted trial), since Optuna's grid sampler never asks a finished point
+    again. Queuing before marking, and never twice for one trial, keeps a kill in between harmless.
+
+    Args:
+        storage: the study's Optuna storage (the one it was opened with): attributes of a trial that
+            this process did not ask are written through the storage's public API.
+    """
     from optuna.trial import TrialState
 
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    trials = study.get_trials(deepcopy=False)
+    stale = [t for t in trials if t.state == TrialState.RUNNING]
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    study_id = storage.get_study_id_from_name(study.study_name)
+    queued = 0
     for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-        study._storage.set_trial_user_attr(
-            t._trial_id, "reason", "interrupted: the driver stopped before this trial finished"
+        if grid is not None and t.number not in retried and t.params and grid.is_whole(t.params):
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+            queued += 1
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "status", "interrupted")
+        storage.set_trial_user_attr(
+            trial_id, "reason", "interrupted: the driver stopped before this trial finished"
         )
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-    return len(stale)
+    return len(stale), queued
 
 
 def counts(study: Any) -> dict[str, int]:
@@ -222,10 +344,16 @@ def run_study(
     run = StudyRun(name=c.name, storage_url=url)
 
     with _driver_lock(loaded):
-        study = open_study(loaded, url)
-        n_stale = mark_interrupted(study)
+        storage = make_storage(url)
+        study = open_study(loaded, url, storage=storage, echo=echo)
+        grid = GridPoints(loaded.space) if c.sampler.name == "grid" else None
+        n_stale, n_queued = mark_interrupted(study, storage, grid=grid)
         if n_stale:
-            echo(f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)")
+            queued = f"; {n_queued} grid point(s) queued again" if grid is not None else ""
+            echo(
+                f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)"
+                f"{queued}"
+            )
         target = target_trials(loaded)
         before = counts(study)
         remaining = target - before["complete"] - before["pruned"]

@@ -1,10 +1,8 @@
-"""From a search space to candidates: define-by-run sampling, grids, and the space's fingerprint."""
+"""From a search space to candidates: define-by-run sampling and grids."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from icbench.search.schema import (
@@ -142,36 +140,3 @@ def candidate(base: dict[str, Any], space: SearchSpace, values: dict[str, Any]) 
         if isinstance(param, MaskParam):  # the mask strategy's level: one bit per block or per eligible site
             set_dotted(cand, "strategy_args.by", MASK_LEVEL[param.over])
     return cand
-
-
-def fingerprint(loaded: LoadedStudy) -> dict[str, Any]:
-    """What must not change when a study is resumed: the search space and the objectives."""
-    return {
-        "space": loaded.space.model_dump(mode="json", exclude={"description"}),
-        "objectives": [[o.name, o.resolved_direction] for o in loaded.config.objectives],
-    }
-
-
-def fingerprint_hash(fp: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """A human description of how two fingerprints differ."""
-    parts: list[str] = []
-    if old.get("objectives") != new.get("objectives"):
-        parts.append(f"objectives were {old.get('objectives')}, now {new.get('objectives')}")
-    old_p = old.get("space", {}).get("params", {})
-    new_p = new.get("space", {}).get("params", {})
-    added = sorted(set(new_p) - set(old_p))
-    removed = sorted(set(old_p) - set(new_p))
-    changed = sorted(k for k in set(old_p) & set(new_p) if old_p[k] != new_p[k])
-    if added:
-        parts.append(f"parameters added: {', '.join(added)}")
-    if removed:
-        parts.append(f"parameters removed: {', '.join(removed)}")
-    for k in changed:
-        parts.append(f"parameter {k!r} was {old_p[k]}, now {new_p[k]}")
-    if not parts and list(old_p) != list(new_p):
-        parts.append("parameter order changed")
-    return "; ".join(parts) or "the stored fingerprint differs"

@@ -1,0 +1,179 @@
+"""A study's experiment fingerprint: every setting that changes what a trial measures.
+
+The fingerprint is the whole validated study config minus `MAY_CHANGE`, the explicit list of settings a
+resume may change (trial count, execution resources, where things are written, the description). Files
+and paths are replaced by what they stand for: the search-space path by the space itself, the teacher
+checkpoint path by the sha256 of its content, the dataset root by its resolved path, and `device: auto` by
+the device the trials train on. Because it starts from the whole config, a setting added to the schema is
+fingerprinted from the day it is added, until someone decides it belongs in `MAY_CHANGE`.
+
+It is stored with the Optuna study when the study is created; a resume compares it with the study as it
+is now and refuses any difference, listing each changed field with its old and new value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import ConfigError
+from icbench.search.schema import LoadedStudy
+from icbench.search.space import base_candidate
+
+#: Study user attributes: the fingerprint itself, its hash, and the first trial number it vouches for.
+FINGERPRINT_ATTR = "experiment_fingerprint"
+HASH_ATTR = "experiment_hash"
+FROM_TRIAL_ATTR = "fingerprint_from_trial"
+#: What studies created before the experiment fingerprint recorded: the search space and the objectives.
+LEGACY_ATTR = "fingerprint"
+
+#: Settings (dotted paths into the study config) that do not change what a trial measures; everything
+#: else is fingerprinted.
+MAY_CHANGE: dict[str, str] = {
+    "name": "the study's identity: it is how the stored study is found",
+    "description": "free text",
+    "n_trials": "how many trials to run, not what one measures",
+    "storage": "where the study is stored",
+    "runs_dir": "where run folders are written",
+    "reports_dir": "where reports are written",
+    "search_space.description": "free text",
+    "execution.address": "which Ray cluster runs the trials",
+    "execution.storage_path": "where Ray writes trial folders",
+    "execution.cpus_per_trial": "resources per trial",
+    "execution.gpus_per_trial": "resources per trial (the device it implies is fingerprinted)",
+    "execution.max_concurrent": "concurrency",
+    "execution.num_cpus": "resources of the local Ray",
+    "execution.num_gpus": "resources of the local Ray",
+    "execution.max_failures": "when this run gives up, not what a trial measures",
+    "execution.max_consecutive_rejections": "when this run gives up, not what a trial measures",
+}
+#: Shown in the refusal: what may change, in words.
+MAY_CHANGE_SUMMARY = (
+    "n_trials, description, storage, runs_dir, reports_dir and the execution resources, concurrency and "
+    "failure caps"
+)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).expanduser().open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def experiment_fingerprint(loaded: LoadedStudy) -> dict[str, Any]:
+    """The fingerprint of a loaded study (plain JSON data, as it is stored).
+
+    Raises:
+        ConfigError: when the teacher checkpoint named in the study cannot be read.
+    """
+    c = loaded.config
+    fp: dict[str, Any] = c.model_dump(mode="json")
+    fp["search_space"] = loaded.space.model_dump(mode="json")
+    # An omitted direction and the objective's default direction are the same experiment.
+    fp["objectives"] = [{"name": o.name, "direction": o.resolved_direction} for o in c.objectives]
+    if c.dataset.root is not None:
+        fp["dataset"]["root"] = str(Path(c.dataset.root).expanduser().resolve())
+    if c.wld.teacher_checkpoint:
+        try:
+            fp["wld"]["teacher_checkpoint"] = "sha256:" + file_sha256(c.wld.teacher_checkpoint)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read the teacher checkpoint to fingerprint it: {e}",
+                source=str(loaded.study_path),
+                field="wld.teacher_checkpoint",
+            ) from None
+    fp["execution"]["device"] = base_candidate(loaded)["device"]  # `auto` resolved as the trials resolve it
+    for dotted in MAY_CHANGE:
+        _drop(fp, dotted)
+    return json.loads(json.dumps(fp))  # exactly what a JSON round trip through storage gives back
+
+
+def fingerprint_hash(fp: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(fp).encode()).hexdigest()[:16]
+
+
+def from_legacy(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a fingerprint that a study created before experiment fingerprints recorded."""
+    out: dict[str, Any] = {}
+    if "space" in record:
+        out["search_space"] = record["space"]
+    if "objectives" in record:
+        out["objectives"] = [{"name": n, "direction": d} for n, d in record["objectives"]]
+    return out
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One fingerprinted setting that differs between the stored study and the study file."""
+
+    field: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        return f"{self.field} was {_show(self.old)}, now {_show(self.new)}"
+
+
+def changes(old: Any, new: Any, prefix: str = "") -> list[Change]:
+    """Every leaf where two fingerprints differ, as dotted paths; a key only one side has is one change."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[Change] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += changes(old.get(key, ABSENT), new.get(key, ABSENT), path)
+        return out
+    if old is not ABSENT and new is not ABSENT and _canonical(old) == _canonical(new):
+        return []
+    return [Change(prefix or "(the whole fingerprint)", old, new)]
+
+
+def check_unchanged(
+    stored: Mapping[str, Any], current: Mapping[str, Any], *, study: str, url: str, source: str
+) -> None:
+    """Refuse a resume whose fingerprint differs from the stored one, naming every changed field.
+
+    Raises:
+        ConfigError: listing each changed field with its stored and current value.
+    """
+    found = changes(stored, current)
+    if not found:
+        return
+    raise ConfigError(
+        f"study {study!r} already exists in {url} as another experiment, and resuming it would mix "
+        f"incomparable trials. Changed since the study was created: {'; '.join(map(str, found))}. Give the "
+        f"study a new name, or restore these settings (only {MAY_CHANGE_SUMMARY} may change on resume)",
+        source=source,
+        field=", ".join(ch.field for ch in found),
+    )
+
+
+def _drop(d: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        d = d.get(key)  # type: ignore[assignment]
+        if not isinstance(d, dict):
+            return
+    d.pop(leaf, None)
+
+
+def _canonical(value: Any) -> str:
+    # Strict: `1`, `1.0` and `true` are three values (Python's == would call them equal).
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _show(value: Any) -> str:
+    return repr(value) if value is ABSENT else json.dumps(value, sort_keys=True, separators=(", ", ": "))
