@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from icbench.errors import IcbenchError
+from icbench.errors import ConfigError, IcbenchError
 
 
 def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
@@ -67,12 +67,17 @@ def _study_location(study: str) -> tuple[str, str, Path, str | None]:
     """(storage URL, study name, report folder, study file) for a study file path."""
     from icbench.search import load_study
     from icbench.search.runner import storage_url
+    from icbench.search.storage import resolve_url
 
     if not Path(study).exists():
         raise IcbenchError(f"study file not found: {study}")
     loaded = load_study(study)
+    try:
+        url = resolve_url(storage_url(loaded))  # a missing database driver is one line naming the extra
+    except ConfigError as e:
+        raise ConfigError(e.detail, source=study, field=e.field) from None
     return (
-        storage_url(loaded),
+        url,
         loaded.config.name,
         Path(loaded.config.reports_dir) / loaded.config.name,
         study,

@@ -17,6 +17,7 @@ training seed, so every trial of a study is selected on the same validation imag
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from abc import ABC, abstractmethod
@@ -36,6 +37,7 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "LoaderSplit",
+    "Option",
     "Split",
     "Splits",
     "TensorSplit",
@@ -359,11 +361,57 @@ def _tensor_split(
 # Dataset definitions
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option a dataset accepts (`dataset.kwargs.<name>` in a study): default, type and valid range.
+
+    Every dataset declares its options, so a bad value is refused by the study checks, before any
+    compute, instead of inside each trial.
+    """
+
+    default: Any
+    kind: type[int] | type[float]
+    low: float | None = None
+    high: float | None = None
+    #: Whether `low` and `high` are themselves valid values.
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    #: Whether null is valid (it then means "decide for me", as for `num_workers`).
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """The valid values in words, e.g. "a number in (0, 1)" or "an integer >= 8"."""
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            lo, hi = "[" if self.low_inclusive else "(", "]" if self.high_inclusive else ")"
+            what += f" in {lo}{self.low:g}, {self.high:g}{hi}"
+        elif self.low is not None:
+            what += f" {'>=' if self.low_inclusive else '>'} {self.low:g}"
+        elif self.high is not None:
+            what += f" {'<=' if self.high_inclusive else '<'} {self.high:g}"
+        return what + (" or null" if self.nullable else "")
+
+    def valid(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        return not (
+            self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive))
+        )
+
+
 class Dataset(ABC):
     """A registered dataset: its options, its `DatasetInfo` and how to load its splits."""
 
-    #: Options a user may pass (`dataset_kwargs`), with their defaults.
-    defaults: Mapping[str, Any] = {}
+    #: Options a user may pass (`dataset_kwargs`), each with its default, type and valid range.
+    option_specs: Mapping[str, Option] = {}
     #: Whether the dataset needs a root directory.
     needs_root: bool = False
     #: Whether loaded splits are tensors that may be kept for reuse in this process.
@@ -372,15 +420,32 @@ class Dataset(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every option's default value."""
+        return {k: spec.default for k, spec in self.option_specs.items()}
+
     def options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The defaults updated by `options`; an unknown option is a ConfigError listing the valid ones."""
-        unknown = sorted(set(options) - set(self.defaults))
+        """The defaults updated by `options`, each checked against its declaration.
+
+        Raises:
+            ConfigError: an unknown option (listing the valid ones) or a value of the wrong type or out
+                of range (naming the valid values); its field is `dataset_kwargs.<option>`.
+        """
+        unknown = sorted(set(options) - set(self.option_specs))
         if unknown:
-            valid = ", ".join(sorted(self.defaults)) or "(none)"
+            valid = ", ".join(sorted(self.option_specs)) or "(none)"
             raise ConfigError(
                 f"dataset {self.name!r} has no option(s) {', '.join(unknown)}; valid options: {valid}",
                 field=f"dataset_kwargs.{unknown[0]}",
             )
+        for key, value in options.items():
+            spec = self.option_specs[key]
+            if not spec.valid(value):
+                raise ConfigError(
+                    f"dataset {self.name!r} option {key} must be {spec.describe()}, got {value!r}",
+                    field=f"dataset_kwargs.{key}",
+                )
         return {**self.defaults, **options}
 
     @abstractmethod
@@ -393,6 +458,12 @@ class Dataset(ABC):
 
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
+
+
+def _val_fraction(default: float) -> Option:
+    """The share of the training images held out for validation: some to select on, some to train on."""
+    return Option(default, float, low=0, high=1, low_inclusive=False, high_inclusive=False)
+
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
@@ -444,14 +515,10 @@ class Digits(Dataset):
     image_size // 8 (1 pixel at 8×8), no flip.
     """
 
-    defaults = {"image_size": 8}
+    option_specs = {"image_size": Option(8, int, low=8)}
 
     def info(self, root: Path | None, **options: Any) -> DatasetInfo:
         size = int(self.options(options)["image_size"])
-        if size < 8:
-            raise ConfigError(
-                f"digits image_size must be >= 8, got {size}", field="dataset_kwargs.image_size"
-            )
         return DatasetInfo(
             self.name,
             in_chans=1,
@@ -571,7 +638,7 @@ class _Cifar(Dataset):
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    defaults = {"val_fraction": 0.1}
+    option_specs = {"val_fraction": _val_fraction(0.1)}
 
     def _dir(self, root: Path | None) -> Path:
         expected = f"{self.folder}/ with {', '.join((*self.train_files, self.test_file, self.meta_file))}"
@@ -682,7 +749,11 @@ class ImageFolderDataset(Dataset):
 
     needs_root = True
     cacheable = False
-    defaults = {"image_size": 224, "val_fraction": 0.05, "num_workers": None}
+    option_specs = {
+        "image_size": Option(224, int, low=8),
+        "val_fraction": _val_fraction(0.05),
+        "num_workers": Option(None, int, low=0, nullable=True),
+    }
 
     def _dirs(self, root: Path | None) -> dict[str, Path]:
         if root is None:
@@ -784,15 +855,16 @@ class Synthetic(Dataset):
     noise. Stratified 70/15/15 % splits of `n` samples; no augmentation by default.
     """
 
-    defaults = {"n": 1200, "num_classes": 10, "in_chans": 3, "image_size": 32, "signal": 0.5}
+    option_specs = {
+        "n": Option(1200, int, low=1),
+        "num_classes": Option(10, int, low=1),
+        "in_chans": Option(3, int, low=1),
+        "image_size": Option(32, int, low=1),
+        "signal": Option(0.5, float, low=0),
+    }
 
     def info(self, root: Path | None, **options: Any) -> DatasetInfo:
         o = self.options(options)
-        for key in ("n", "num_classes", "in_chans", "image_size"):
-            if int(o[key]) < 1:
-                raise ConfigError(
-                    f"synthetic {key} must be >= 1, got {o[key]}", field=f"dataset_kwargs.{key}"
-                )
         c = int(o["in_chans"])
         return DatasetInfo(
             self.name,
@@ -833,7 +905,9 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None, **option
         UnknownNameError: `name` is not registered (the message lists the known datasets).
         ConfigError: an unknown or invalid option.
     """
-    return DATASETS.get(name)(name).info(Path(root) if root is not None else None, **options)
+    ds = DATASETS.get(name)(name)
+    ds.options(options)  # every dataset's options are checked, also where `info` needs none of them
+    return ds.info(Path(root) if root is not None else None, **options)
 
 
 def load_dataset(

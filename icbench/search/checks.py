@@ -13,9 +13,9 @@ from typing import Any
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import space as sp
 from icbench.search.records import Checked
-from icbench.search.schema import CategoricalParam, LoadedStudy, MaskParam
+from icbench.search.schema import CategoricalParam, IntParam, LoadedStudy, MaskParam
 
-__all__ = ["N_PROBE", "Checked", "check_data_present", "check_study", "mask_length"]
+__all__ = ["N_PROBE", "Checked", "check_data_present", "check_environment", "check_study", "mask_length"]
 
 #: How many random points of the space are built and costed to validate it (and for the dry run's range).
 N_PROBE = 8
@@ -149,12 +149,9 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
                     source=study_file,
                     field=f"enqueue.{i}.{key}",
                 )
-            if isinstance(p, CategoricalParam) and value not in p.choices:
-                raise ConfigError(
-                    f"{value!r} is not one of the choices {p.choices}",
-                    source=study_file,
-                    field=f"enqueue.{i}.{key}",
-                )
+            problem = _outside(p, value)
+            if problem:
+                raise ConfigError(problem, source=study_file, field=f"enqueue.{i}.{key}")
 
     _check_sampler(loaded)
     _check_dataset(loaded)
@@ -167,6 +164,27 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
     checked = Checked(mask_len=mask_len)
     _probe(loaded, checked, n_probe)
     return checked
+
+
+def _outside(p: Any, value: Any) -> str | None:
+    """Why an enqueued value is not a point of parameter `p` (Optuna would train it anyway, with only a
+    warning), or None if it is one."""
+    if isinstance(p, CategoricalParam):
+        return None if value in p.choices else f"{value!r} is not one of the choices {p.choices}"
+    is_int = isinstance(p, IntParam)
+    kind = "an integer" if is_int else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if is_int else (int, float)):
+        return f"{value!r} is not {kind}: the parameter is {kind} in [{p.low}, {p.high}]"
+    if not p.low <= value <= p.high:
+        return f"{value!r} is outside the parameter's range [{p.low}, {p.high}]"
+    if p.step is not None and not _on_step(value, p.low, p.step):
+        return f"{value!r} is not on the parameter's grid: low {p.low} plus a multiple of step {p.step}"
+    return None
+
+
+def _on_step(value: float, low: float, step: float) -> bool:
+    k = (value - low) / step
+    return abs(k - round(k)) < 1e-8
 
 
 def _unknown(kind: str, value: Any, reg: Any) -> str:
@@ -216,6 +234,27 @@ def check_data_present(loaded: LoadedStudy) -> None:
             source=str(loaded.study_path),
             field="dataset.root",
         )
+
+
+def check_environment(loaded: LoadedStudy) -> None:
+    """What a run needs of this machine, checked before anything is written: the storage URL's database
+    driver is installed, and a local run's per-trial CPUs, GPUs and device exist here.
+
+    Not part of `check_study`, like `check_data_present`: the dry run checks a study on a machine that
+    may not be the one that runs it. A cluster run's resources are checked after connecting.
+
+    Raises:
+        ConfigError: naming the study file and the field (`storage`, `execution.*`).
+    """
+    from icbench.search.resources import check_local_resources
+    from icbench.search.storage import resolve_url
+
+    if loaded.config.storage:
+        try:
+            resolve_url(loaded.config.storage)
+        except ConfigError as e:
+            raise ConfigError(e.detail, source=str(loaded.study_path), field=e.field) from None
+    check_local_resources(loaded)
 
 
 def _searched(loaded: LoadedStudy, heads: set[str]) -> bool:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from icbench.search.checks import check_study
+from icbench.errors import ConfigError
+from icbench.search.checks import check_environment, check_study
 from icbench.search.runner import storage_url, target_trials
 from icbench.search.schema import load_study
 
@@ -32,6 +33,10 @@ def dry_run(
     echo(f"sampler {c.sampler.name} (seed {c.sampler.seed}), target {target_trials(loaded)} trials, "
          f"{c.budget.epochs} epoch(s) each, storage {storage_url(loaded)}")  # fmt: skip
     echo(f"objectives: {', '.join(f'{o.resolved_direction} {o.name}' for o in c.objectives)}")
+    try:  # the study may be meant for another machine: a note, not an error
+        check_environment(loaded)
+    except ConfigError as e:
+        echo(f"note: `run` on this machine would be refused: {e}")
     echo("\nsites of the base network:")
     echo(format_site_table(sites(model, input_shape, family=basic["family"])))
     lo, hi = min(checked.probe_macs), max(checked.probe_macs)

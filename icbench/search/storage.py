@@ -36,13 +36,92 @@ def _enable_wal(db_path: Path) -> None:
         con.close()
 
 
+#: The package extra that installs a database's driver, and that driver, by SQLAlchemy backend name.
+DRIVER_EXTRAS = {"postgresql": ("postgres", "psycopg")}
+#: Drivers tried, in order, for a URL that names a database but no driver (`postgresql://...`) when
+#: SQLAlchemy's default driver for it is not installed (psycopg 3 is what `icbench[postgres]` installs).
+KNOWN_DRIVERS = {"postgresql": ("psycopg", "psycopg2")}
+
+
+def _driver_missing(dialect: Any) -> str | None:
+    """Why the DB-API module of a SQLAlchemy dialect cannot be imported, or None if it can."""
+    load = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+    try:
+        load()
+    except ImportError as e:
+        return str(e)
+    return None
+
+
+def resolve_url(url: str) -> str:
+    """`url` with a database driver that is installed here.
+
+    A URL that names a database but no driver (`postgresql://host/db`) means SQLAlchemy's default driver
+    for it; where that driver is missing but another known one is installed, the URL is rewritten to name
+    it (`postgresql+psycopg://host/db`). SQLite (built into Python) and journal files need no driver.
+
+    Raises:
+        ConfigError: (field `storage`) the URL cannot be parsed, names an unknown database, or its driver
+            is not installed; the message says what to install.
+    """
+    if url.startswith(("journal:", "sqlite:")):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{url!r} is not a storage URL; expected sqlite:///<path>, journal:<path> or a database URL "
+            "such as postgresql://user@host/db",
+            field="storage",
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"storage {shown}: SQLAlchemy knows no database {parsed.drivername!r}", field="storage"
+        ) from None
+    why = _driver_missing(dialect)
+    if why is None:
+        return url
+    backend = parsed.get_backend_name()
+    tried = [getattr(dialect, "driver", parsed.get_driver_name())]
+    if "+" not in parsed.drivername:
+        for driver in KNOWN_DRIVERS.get(backend, ()):
+            if driver in tried:
+                continue
+            alternative = parsed.set(drivername=f"{backend}+{driver}")
+            try:
+                found = _driver_missing(alternative.get_dialect()) is None
+            except NoSuchModuleError:  # an older SQLAlchemy without this driver
+                continue
+            if found:
+                return alternative.render_as_string(hide_password=False)
+            tried.append(driver)
+    how = f"install the Python package that provides {' or '.join(tried)}"
+    if backend in DRIVER_EXTRAS:
+        extra, driver = DRIVER_EXTRAS[backend]
+        how = f"pip install 'icbench[{extra}]'"
+        if driver not in tried:  # the URL names another driver explicitly
+            how = f"install {tried[0]}, or {how} and write the URL as {backend}://... or {backend}+{driver}://..."
+    raise ConfigError(
+        f"storage {shown} needs the database driver {' or '.join(tried)}, which is not installed ({why}): {how}",
+        field="storage",
+    )
+
+
 def make_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`: `sqlite:///...`, another database URL, or `journal:<path>`.
 
     With `create=False` a missing SQLite or journal file is an error instead of a new empty study store.
+    A database URL without a driver is resolved to an installed one (`resolve_url`).
     """
     import optuna
 
+    url = resolve_url(url)
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :])
         if not create and not path.exists():
