@@ -25,7 +25,7 @@ from typing import Any
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import fingerprint as fpr
 from icbench.search import space as sp
-from icbench.search.checks import check_data_present, check_study, mask_length
+from icbench.search.checks import check_data_present, check_environment, check_study, mask_length
 from icbench.search.schema import LoadedStudy, SamplerSection, SearchSpace, load_study
 from icbench.search.storage import default_storage_url, make_storage, retry_locked
 
@@ -339,6 +339,7 @@ def run_study(
     loaded = load_study(path, overrides)
     checked = check_study(loaded)
     check_data_present(loaded)
+    check_environment(loaded)  # storage driver; per-trial resources against this machine
     c = loaded.config
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
@@ -439,6 +440,10 @@ def _execute(
     )
     started = _init_ray(loaded)
     try:
+        from icbench.search import resources
+
+        # Before the first trial: a request no node can meet would leave every trial PENDING forever.
+        resources.check_connected(loaded)
         scheduler = (
             ASHAScheduler(
                 metric="val_acc",
@@ -473,6 +478,7 @@ def _execute(
                 failure_config=tune.FailureConfig(max_failures=0),
                 # The final report is the trial's last word: free its slot at once.
                 stop={FINAL_KEY: True},
+                callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
             ),
         )
         tuner.fit()

@@ -454,6 +454,13 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Loa
         space_path = (p.parent / space_path).resolve()
     if not space_path.exists():
         raise ConfigError(f"search-space file not found: {space_path}", source=str(p), field="search_space")
+    if not space_path.is_file():
+        what = "a directory" if space_path.is_dir() else "not a regular file"
+        raise ConfigError(
+            f"search-space path {space_path} is {what}; give the search-space YAML file",
+            source=str(p),
+            field="search_space",
+        )
     space, space_text = load_search_space(space_path)
     return LoadedStudy(
         config=config,
