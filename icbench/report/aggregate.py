@@ -246,8 +246,9 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
     """One row per factor cell over COMPLETE trials: mean and std over seeds of the cell's metrics.
 
     Returns:
-        Columns: the factors, cell (a label), n (trials), seeds, val_acc_mean/std, test_acc_mean/std,
-        macs, params, epochs_to_target_mean/std, reached (trials that reached `target`).
+        Columns: the factors, cell (a label), n (trials), seeds, val_acc_mean/std, test_acc_mean/std
+        (over the cell's trials evaluated on the test split), test_n (how many were), macs, params,
+        epochs_to_target_mean/std, reached (trials that reached `target`).
     """
     import pandas as pd
 
@@ -259,6 +260,7 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
         row["seeds"] = int(group["seed"].nunique()) if "seed" in group else 0
         for metric in ("val_acc", "test_acc"):
             row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(group[metric])
+        row["test_n"] = int(group["test_acc"].notna().sum())
         row["macs"] = float(group["macs"].mean())
         row["params"] = float(group["params"].mean())
         ett = group["curve"].map(lambda c: epochs_to_target(c, target))
@@ -274,6 +276,7 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
         "val_acc_std",
         "test_acc_mean",
         "test_acc_std",
+        "test_n",
         "macs",
         "params",
         "epochs_to_target_mean",

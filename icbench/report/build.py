@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icbench.report import aggregate, pareto, plots, tables
+from icbench.report import aggregate, evaluation, pareto, plots, tables
+from icbench.report.environment import MACHINE_COLUMNS, machine_rows
 from icbench.report.load import StudyData, curve_to_json, load_study
 
 if TYPE_CHECKING:
@@ -43,9 +44,10 @@ REPORT_FILES: tuple[str, ...] = (
 )
 
 _DESCRIPTIONS = {
-    "trials.csv": "every trial, one row each (state, parameters, placement, metrics, failure reason)",
+    "trials.csv": "every trial, one row each (state, parameters, placement, metrics, failure reason, machine); "
+    "test_acc only for trials evaluated on the test split, with how (test_evaluated) and when",
     "trials.parquet": "the same table as Parquet",
-    "pareto.md": "Pareto-optimal COMPLETE trials with test accuracy, basic networks as reference",
+    "pareto.md": "Pareto-optimal COMPLETE trials, basic networks as reference, test accuracy where evaluated",
     "pareto.csv": "the same rows with raw numbers",
     "pareto.tex": "the same table for LaTeX (booktabs)",
     "pareto.png": "validation accuracy against MACs, front as a step line",
@@ -201,6 +203,7 @@ def summary_markdown(
         f"Time spent: {_duration(span)} wall-clock from the first trial's start to the last trial's end; "
         f"{_duration(busy)} of trial time summed over trials (larger when trials ran in parallel).\n"
     )
+    lines.append(evaluation.test_statement(trials, evaluation.test_setting(attrs)) + "\n")
     lines += list(extra)
 
     lines.append("## Files\n")
@@ -217,7 +220,11 @@ def summary_markdown(
         lines.append("")
 
     lines.append("## Environment\n")
-    lines.append(f"Device: {attrs.get('device', 'not recorded')}.\n")
+    lines += _machines_section(data)
+    lines.append(
+        f"Driver (the process that ran the search and any test evaluation after it): device "
+        f"{attrs.get('device', 'not recorded')}; {attrs.get('platform', 'platform not recorded')}.\n"
+    )
     versions = attrs.get("versions")
     if isinstance(versions, dict) and versions:
         lines.append(
@@ -240,16 +247,40 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+def _machines_section(data: StudyData) -> list[str]:
+    """The machines the trials ran on: one row per distinct recorded description, with its trial count."""
+    trials = data.trials
+    assert trials is not None
+    counts = trials["machine"].dropna().value_counts().to_dict()
+    recorded = int(sum(counts.values()))
+    unrecorded = len(trials) - recorded
+    missing = (
+        f" {unrecorded} trial(s) recorded no machine (never trained: rejected or duplicate candidates; or "
+        "recorded before trials described their machine)."
+        if unrecorded
+        else ""
+    )
+    if not recorded:
+        return [f"Machines: no trial recorded its machine.{missing}\n"]
+    n = len(data.machines)
+    lines = [
+        f"Trials ran on {n} distinct machine{'s' if n > 1 else ''} (as each trial described it: CPU model, "
+        "usable cores and torch threads, GPU with CUDA and cuDNN versions and the cuDNN benchmark flag, "
+        f"precision).{missing} Full descriptions are the `machine` column of trials.csv.\n"
+    ]
+    headers = ["Machine", *(title for _, title in MACHINE_COLUMNS), "Trials"]
+    rows = machine_rows(data.machines, counts)
+    lines.append(tables.markdown_table(headers, rows, "l" * (len(headers) - 1) + "r"))
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------
 # Report
 
 
 def _front_objectives(data: StudyData, trials: pd.DataFrame) -> list[tuple[str, str]]:
     """The study's objectives when the table has them all, else (val_acc max, MACs min)."""
-    objs = [(n, d) for n, d in data.objectives]
-    if objs and all(n in trials.columns and trials[n].notna().any() for n, _ in objs):
-        return objs
-    return list(pareto.HV_OBJECTIVES)
+    return evaluation.front_objectives(data.objectives, trials)
 
 
 def _budgets(trials: pd.DataFrame, data: StudyData, macs_budgets: Sequence[float] | None) -> tuple[list, str]:
@@ -322,11 +353,16 @@ def build_report(
     front = pareto.pareto_front(trials, objectives)
     rows = tables.pareto_rows(front, trials)
     report.files["pareto.csv"] = _atomic(out / "pareto.csv", lambda p: rows.to_csv(p, index=False))
+    setting = evaluation.test_setting(data.user_attrs)
+    test_text = evaluation.test_statement(trials, setting)
     report.files["pareto.md"] = _write_text(
-        out / "pareto.md", tables.pareto_markdown(rows, acc_values, study_name, objectives)
+        out / "pareto.md", tables.pareto_markdown(rows, acc_values, study_name, objectives, test_text)
     )
     report.files["pareto.tex"] = _write_text(
-        out / "pareto.tex", tables.pareto_latex(rows, acc_values, study_name)
+        out / "pareto.tex",
+        tables.pareto_latex(
+            rows, acc_values, study_name, evaluation.test_statement(trials, setting, short=True)
+        ),
     )
 
     # (val_acc, MACs) figure and hypervolume.
@@ -399,7 +435,9 @@ def build_report(
     cells = aggregate.ablation_cells(trials, factors, target)
     report.files["ablation.md"] = _write_text(
         out / "ablation.md",
-        tables.ablation_markdown(cells, factors, target, acc_values, study_name, data.is_grid, target_text),
+        tables.ablation_markdown(
+            cells, factors, target, acc_values, study_name, data.is_grid, target_text, test_text
+        ),
     )
     curves = aggregate.cell_curves(trials, factors)
     report.files["curves.png"] = _atomic(

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from icbench.errors import IcbenchError
+from icbench.report.environment import machine_label, parse_machine
+from icbench.report.evaluation import END_OF_TRAINING, test_evaluations
 
 if TYPE_CHECKING:
     import optuna
@@ -64,6 +66,9 @@ BASE_COLUMNS: tuple[str, ...] = (
     "reason",
     *INFO_COLUMNS,
     *METRIC_COLUMNS,
+    "test_evaluated",
+    "test_evaluated_at",
+    "machine",
     "start_time",
     "end_time",
     "duration_s",
@@ -100,6 +105,7 @@ class StudyData:
         user_attrs: Study user attributes (see the storage schema in the search layer).
         system_attrs: Study system attributes (Optuna's own, e.g. the grid of a GridSampler).
         trials: One row per trial, columns `BASE_COLUMNS`, then `param_*`, then `curve`.
+        machines: The `machine` label of the trials table -> the machine description it stands for.
     """
 
     name: str
@@ -109,6 +115,7 @@ class StudyData:
     user_attrs: dict[str, Any] = field(default_factory=dict)
     system_attrs: dict[str, Any] = field(default_factory=dict)
     trials: pd.DataFrame | None = None
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_grid(self) -> bool:
@@ -327,18 +334,35 @@ def _seconds(a: datetime | None, b: datetime | None) -> float:
     return (b - a).total_seconds() if a is not None and b is not None else math.nan
 
 
+def _test_columns(row: dict[str, Any], attrs: dict[str, Any], after: dict[str, Any] | None) -> None:
+    """test_acc, test_evaluated and test_evaluated_at of a row: the trial's own test evaluation (at the end
+    of its training), else the driver's after the search (`after`), else none (NaN and None)."""
+    row["test_evaluated"] = row["test_evaluated_at"] = None
+    if not math.isnan(row["test_acc"]):
+        # Trials recorded before `test_evaluated` existed evaluated the test split at the end of training.
+        row["test_evaluated"] = attrs.get("test_evaluated") or END_OF_TRAINING
+    elif after is not None and not math.isnan(_number(after.get("test_acc"))):
+        row["test_acc"] = _number(after["test_acc"])
+        row["test_evaluated"] = after.get("evaluated")
+        row["test_evaluated_at"] = after.get("at")
+
+
 def trials_frame(
     trials: Sequence[optuna.trial.FrozenTrial],
     objectives: Sequence[tuple[str, str]] = DEFAULT_OBJECTIVES,
+    test_evals: dict[int, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Turn Optuna trials into the tidy trials table (pure; no storage access).
 
     Metrics come from the trial's user attributes; a COMPLETE trial missing one that is an objective
     gets it from `trial.values`. `elapsed_s` is the trial's end relative to the earliest trial start.
+    `test_acc` is set only for trials evaluated on the test split (see `icbench.report.evaluation`), and
+    `machine` is a one-line label of the machine the trial recorded (None when it recorded none).
 
     Args:
         trials: Frozen trials of one study.
         objectives: (metric column, direction) pairs in the order of `trial.values`.
+        test_evals: Trial number -> test evaluation after the search (`evaluation.test_evaluations`).
 
     Returns:
         One row per trial sorted by number, columns `BASE_COLUMNS`, `param_<name>` for every sampled
@@ -369,6 +393,9 @@ def trials_frame(
             for (name, _), value in zip(objectives, t.values, strict=True):
                 if name in row and math.isnan(row[name]):
                     row[name] = _number(value)
+        _test_columns(row, attrs, (test_evals or {}).get(t.number))
+        machine = parse_machine(attrs.get("machine"))
+        row["machine"] = machine_label(machine) if machine else None
         row["start_time"] = t.datetime_start
         row["end_time"] = t.datetime_complete
         row["duration_s"] = _seconds(t.datetime_start, t.datetime_complete)
@@ -423,6 +450,11 @@ def load_study(storage: StorageLike, study_name: str) -> StudyData:
             system_attrs = opened.get_study_system_attrs(study_id)
             frozen = opened.get_all_trials(study_id, deepcopy=False)
             objectives = _objectives_from(user_attrs, directions)
+            machines = {}
+            for t in frozen:
+                machine = parse_machine(t.user_attrs.get("machine"))
+                if machine:
+                    machines[machine_label(machine)] = machine
             return StudyData(
                 name=study_name,
                 storage=where,
@@ -430,7 +462,8 @@ def load_study(storage: StorageLike, study_name: str) -> StudyData:
                 objectives=objectives,
                 user_attrs=dict(user_attrs),
                 system_attrs=dict(system_attrs),
-                trials=trials_frame(frozen, objectives),
+                trials=trials_frame(frozen, objectives, test_evaluations(user_attrs)),
+                machines=machines,
             )
 
         try:

@@ -290,9 +290,18 @@ def pareto_display(rows: pd.DataFrame, acc_values: Any) -> tuple[list[str], list
 
 
 def pareto_markdown(
-    rows: pd.DataFrame, acc_values: Any, study: str, objectives: Sequence[tuple[str, str]]
+    rows: pd.DataFrame,
+    acc_values: Any,
+    study: str,
+    objectives: Sequence[tuple[str, str]],
+    test_text: str = "",
 ) -> str:
-    """pareto.md: the table plus what it shows."""
+    """pareto.md: the table plus what it shows.
+
+    Args:
+        test_text: which trials were evaluated on the test split, and when (`evaluation.test_statement`);
+            "-" in the test column means not evaluated.
+    """
     headers, body = pareto_display(rows, acc_values)
     body = [[*r[:4], f"`{r[4]}`" if r[4] != "-" else r[4], *r[5:]] for r in body]
     objs = ", ".join(f"{d} {n}" for n, d in objectives)
@@ -300,23 +309,26 @@ def pareto_markdown(
         f"# Pareto front: {study}\n",
         f"Pareto-optimal COMPLETE trials ({objs}), sorted by MACs. Rows marked *basic (reference)* are the "
         "basic (all-conv) network of each family, size and width, listed for comparison even when off the front. "
-        "Test accuracy is reported for these trials only; selection used validation accuracy.\n",
+        "Selection used validation accuracy; '-' in the test column: not evaluated on the test split.\n",
+        *([f"{test_text}\n"] if test_text else []),
         markdown_table(headers, body, align="rllllrrrrrl"),
         f"\n{MACS_NOTE} PRUNED and FAIL trials (rejected included) are never on the front.\n",
     ]
     return "\n".join(text)
 
 
-def pareto_latex(rows: pd.DataFrame, acc_values: Any, study: str) -> str:
-    """pareto.tex: a booktabs table of the same rows (placement in \\texttt)."""
+def pareto_latex(rows: pd.DataFrame, acc_values: Any, study: str, test_text: str = "") -> str:
+    """pareto.tex: a booktabs table of the same rows (placement in \\texttt); `test_text` (one sentence,
+    `evaluation.test_statement(..., short=True)`) goes into the caption."""
     headers, body = pareto_display(rows, acc_values)
     for r in body:
         r[4] = r"\texttt{" + latex_escape(r[4]) + "}"
+    test = f" {test_text}" if test_text else ""
     return latex_table(
         headers,
         body,
         align="rllllrrrrrl",
-        caption=f"Pareto-optimal trials of study {study}, sorted by MACs. {MACS_NOTE}",
+        caption=f"Pareto-optimal trials of study {study}, sorted by MACs. {MACS_NOTE}{test}",
         label=f"tab:pareto-{study}",
         raw_columns=(4,),
     )
@@ -416,8 +428,13 @@ def ablation_markdown(
     study: str,
     is_grid: bool,
     target_text: str,
+    test_text: str = "",
 ) -> str:
-    """ablation.md: one row per factor cell, mean ± std over seeds."""
+    """ablation.md: one row per factor cell, mean ± std over seeds.
+
+    The test column has a value only for cells whose every trial was evaluated on the test split (a mean
+    over some of a cell's seeds would not compare with the others); `test_text` says which were.
+    """
     factor = acc_factor(acc_values)
     mname, mscale = macs_unit(cells["macs"]) if len(cells) else ("MMac", 1e6)
     pname, pscale = params_unit(cells["params"]) if len(cells) else ("M", 1e6)
@@ -432,7 +449,9 @@ def ablation_markdown(
                 str(row["n"]),
                 str(row["seeds"]),
                 fmt_mean_std(row["val_acc_mean"], row["val_acc_std"], 2, factor),
-                fmt_mean_std(row["test_acc_mean"], row["test_acc_std"], 2, factor),
+                fmt_mean_std(row["test_acc_mean"], row["test_acc_std"], 2, factor)
+                if row["test_n"] == row["n"]
+                else "-",
                 fmt_num(row["macs"], mscale),
                 fmt_num(row["params"], pscale),
                 fmt_mean_std(row["epochs_to_target_mean"], row["epochs_to_target_std"], 1),
@@ -452,6 +471,11 @@ def ablation_markdown(
         f"{fmt_fixed(target, 2, factor)} % ({target_text}); trials that never reached it are left out "
         f"of the mean and counted in the last column. {MACS_NOTE}\n",
     ]
+    if test_text:
+        text.append(
+            f"{test_text} The test column has a value only where every trial of the cell was evaluated on "
+            "the test split ('-' otherwise).\n"
+        )
     text.append(
         markdown_table(headers, body, "l" * len(names) + "r" * len(ABLATION_COLUMNS))
         if body

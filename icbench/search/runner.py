@@ -371,6 +371,10 @@ def run_study(
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
         if run.stop_reason:
             echo(f"study stopped early: {run.stop_reason}")
+        # After the search (or a resume with nothing left to run): the test split, for the chosen trials.
+        from icbench.search.evaluation import evaluate_chosen
+
+        evaluate_chosen(loaded, url, study, echo)
         if report:
             run.report_dir = _report(loaded, url, echo)
     run.wall_time_s = time.perf_counter() - t0
@@ -456,11 +460,15 @@ def _execute(
             if ex.asha.enabled
             else FIFOScheduler()
         )
+        from icbench.search.evaluation import trial_evaluation
         from icbench.search.trainable import run_trial
 
         storage_path = ex.storage_path or str((Path(c.runs_dir) / c.name / "ray").resolve())
         tuner = tune.Tuner(
-            tune.with_resources(run_trial, {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}),
+            tune.with_resources(
+                tune.with_parameters(run_trial, evaluation=trial_evaluation(loaded)),
+                {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial},
+            ),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,

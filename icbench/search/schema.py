@@ -202,6 +202,20 @@ class ConstraintsSection(_Strict):
     max_macs: float | None = Field(default=None, gt=0)
 
 
+class EvaluationSection(_Strict):
+    """Which trials are evaluated on the test split, and when (selection always uses validation).
+
+    `chosen` (default): no trial reads the test split during the search; each saves its final weights,
+    and after the search the driver evaluates the trials the report shows (the Pareto front and the
+    basic reference networks, chosen on validation accuracy) from them. A test accuracy that cannot steer
+    the search, at the cost of a handful of test passes instead of one per trial.
+    `all`: every trial evaluates the test split at the end of its training (ablations that report test
+    accuracy for every cell). `none`: the test split is never read.
+    """
+
+    test: Literal["chosen", "all", "none"] = "chosen"
+
+
 class ASHASection(_Strict):
     enabled: bool = False
     grace_period: int = Field(default=1, ge=1)
@@ -253,6 +267,7 @@ class StudyConfig(_Strict):
     training: TrainingSection = Field(default_factory=TrainingSection)
     wld: WLDSection = Field(default_factory=WLDSection)
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
     #: Parameter sets tried first (Optuna's enqueue_trial), e.g. the basic network as a reference point;
     #: parameters not given are sampled.

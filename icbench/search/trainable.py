@@ -7,33 +7,55 @@ failed (a raised exception would reach the searcher only as `error=True`).
 
 from __future__ import annotations
 
+import json
 import traceback
+from pathlib import Path
 from typing import Any
 
 FINAL_KEY = "icbench_final"
+#: `evaluation.test` settings (see the study schema): which trials evaluate the test split, and when.
+TEST_SETTINGS = ("chosen", "all", "none")
+
+
+def weights_file(weights_dir: str | Path, trial_number: int) -> Path:
+    """Where trial `trial_number` saves its final weights under a study's weights folder."""
+    return Path(weights_dir) / f"trial_{int(trial_number):05d}.pt"
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
-def run_trial(config: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
     """Train one candidate and report each epoch to Tune; the last report carries the final metrics.
 
     The last epoch is not reported on its own: it is merged into the final report, so a scheduler that
     stops trials at `max_t` cannot cut off the final metrics (a trial that stops early ends on a result
     without `icbench_final`, which the searcher records as PRUNED).
+
+    Args:
+        config: {"candidate", "cost", "num_threads", "trial_number"} from the searcher.
+        evaluation: {"test": one of `TEST_SETTINGS`, "weights_dir": folder or None}. With "all" the
+            trial evaluates the test split after training; otherwise it never reads it, and with a
+            weights folder it saves its final weights there for a later test evaluation. None: "all".
     """
     import torch
     from ray import tune
 
+    from icbench.machine import describe_machine
     from icbench.training import train_candidate
+    from icbench.training.loop import resolve_device
 
     candidate: dict[str, Any] = config["candidate"]
+    evaluation = evaluation or {"test": "all"}
+    weights_dir = evaluation.get("weights_dir")
+    number = config.get("trial_number")
+    weights = weights_file(weights_dir, number) if weights_dir and number is not None else None
     if config.get("num_threads"):
         torch.set_num_threads(int(config["num_threads"]))
     epochs = int(candidate["epochs"])
     last: dict[str, Any] = {}
+    machine: dict[str, Any] | None = None
 
     def on_epoch(record: dict[str, Any]) -> None:
         scalar = {k: v for k, v in record.items() if isinstance(v, (int, float))}
@@ -43,7 +65,13 @@ def run_trial(config: dict[str, Any]) -> None:
             last.update(scalar)
 
     try:
-        metrics = train_candidate(candidate, callback=on_epoch, cost=config.get("cost"))
+        metrics = train_candidate(
+            candidate,
+            callback=on_epoch,
+            cost=config.get("cost"),
+            evaluate_test=evaluation.get("test") == "all",
+            weights_path=weights,
+        )
     except torch.OutOfMemoryError as e:
         final = {"status": "failed", "reason": f"out of memory: {str(e).splitlines()[0] if str(e) else e!r}"}
     except Exception as e:  # any error in user code or training is this trial's failure, not the study's
@@ -51,6 +79,7 @@ def run_trial(config: dict[str, Any]) -> None:
         where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
         final = {"status": "failed", "reason": f"{type(e).__name__}: {e}{where}"}
     else:
+        machine = metrics.get("machine")
         final = _scalar_metrics(metrics)
         final["curve"] = metrics.get("curve", [])
         done, target = metrics.get("epochs_done", 0), metrics.get("epochs_target", epochs)
@@ -65,4 +94,11 @@ def run_trial(config: dict[str, Any]) -> None:
             final["status"] = "complete"
     final.setdefault("val_acc", last.get("val_acc", 0.0))
     final.setdefault("epoch", last.get("epoch", 0))
+    if machine is None:  # the trial failed before train_candidate returned
+        try:
+            machine = describe_machine(resolve_device(candidate.get("device", "auto")))
+        except Exception:  # an invalid device is this trial's failure, already recorded
+            machine = describe_machine("cpu")
+    # Tune flattens nested dicts in results: the machine travels as JSON text.
+    final["machine"] = json.dumps(machine, sort_keys=True)
     tune.report({**last, **final, FINAL_KEY: True})

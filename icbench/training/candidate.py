@@ -2,23 +2,31 @@
 
 One candidate = a family and size, a placement of units over its sites, and a recipe. Training one:
 load the data → build the basic network (seeded) → place the units → count the cost → (with WLD)
-get the teacher and warm-start from it → run the loop → evaluate on the test split → one metrics dict.
+get the teacher and warm-start from it → run the loop → (if asked) evaluate on the test split and save the
+final weights → one metrics dict. `evaluate_saved` evaluates a trained candidate's test split later, from
+those weights, so a search can keep the test split out of every trial (DESIGN.md §7).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.cost import Cost, measure_cost, measure_latency
 from icbench.data import DatasetInfo, Splits, dataset_info, load_dataset
 from icbench.errors import ConfigError
 from icbench.families import build_model
+from icbench.machine import describe_machine
 from icbench.placement import Placement, Site, apply, load_basic_weights, make_placement, sites
 from icbench.training.config import CandidateConfig
 from icbench.training.loop import (
@@ -33,12 +41,23 @@ from icbench.training.loop import (
 from icbench.training.teacher import Teacher, cached_teacher, checkpoint_teacher, teacher_spec
 from icbench.training.wld import WLDObjective
 
-__all__ = ["METRIC_KEYS", "build_candidate", "train_candidate"]
+__all__ = [
+    "END_OF_TRAINING",
+    "METRIC_KEYS",
+    "build_candidate",
+    "evaluate_saved",
+    "save_weights",
+    "train_candidate",
+]
+
+#: `test_evaluated` of a test accuracy measured by `train_candidate` itself, right after training.
+END_OF_TRAINING = "end of training"
 
 #: The keys of the dict `train_candidate` returns (the search layer stores them as trial attributes).
 METRIC_KEYS = (
     "val_acc",
     "test_acc",
+    "test_evaluated",
     "macs",
     "params",
     "params_trainable",
@@ -60,6 +79,7 @@ METRIC_KEYS = (
     "teacher_val_acc",
     "n_sites",
     "n_unit_sites",
+    "machine",
 )
 
 
@@ -159,6 +179,8 @@ def train_candidate(
     *,
     callback: EpochCallback | None = None,
     cost: Cost | Mapping[str, Any] | None = None,
+    evaluate_test: bool = True,
+    weights_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Build, cost and train one candidate (with or without WLD) and report its metrics.
 
@@ -168,14 +190,19 @@ def train_candidate(
             (a search trial reports to Ray Tune here; raising aborts the run).
         cost: the candidate's cost if already counted (e.g. for a MACs ceiling), so it is not
             counted again: a `Cost` or a dict with macs, params, params_trainable, latency_ms.
+        evaluate_test: evaluate the test split after training. When False nothing here (the
+            teacher's training included) reads the test split.
+        weights_path: where to save the final state dict (atomically) when the run trained its
+            full budget without diverging, for `evaluate_saved`; None saves nothing.
 
     Returns:
-        A dict with exactly the keys of `METRIC_KEYS`: val_acc and test_acc (NaN if diverged),
-        macs, params, params_trainable, latency_ms (None if not measured), epochs_done,
+        A dict with exactly the keys of `METRIC_KEYS`: val_acc (NaN if diverged), test_acc (NaN if
+        diverged, None if not evaluated), test_evaluated (`END_OF_TRAINING`, or None when the test
+        split was not evaluated), macs, params, params_trainable, latency_ms (None if not measured), epochs_done,
         epochs_target, wall_time_s (everything, teacher included), train_time_s (the loop),
         curve, diverged, stop_reason (None, "diverged" or "time_budget"), placement (canonical
         string), unit, family, size, seed, wld, teacher_key and teacher_val_acc (None without WLD),
-        n_sites, n_unit_sites.
+        n_sites, n_unit_sites, machine (`icbench.machine.describe_machine` of the training device).
 
     Raises:
         ConfigError, UnknownNameError: invalid config or names (the messages list valid choices).
@@ -211,15 +238,21 @@ def train_candidate(
             )
         recipe = config.train_config(splits.info.augment)
         result = fit(model, splits, recipe, objective=objective, callback=callback)
-        test_acc = (
-            float("nan")
-            if result.diverged
-            else evaluate(model, splits.test, batch_size=2 * recipe.batch_size)
-        )
+        test_acc: float | None = None
+        if evaluate_test:
+            test_acc = (
+                float("nan")
+                if result.diverged
+                else evaluate(model, splits.test, batch_size=2 * recipe.batch_size)
+            )
+        if weights_path is not None and result.stop_reason is None:
+            save_weights(model, weights_path)
+        machine = describe_machine(device)
 
     metrics = {
         "val_acc": result.val_acc,
         "test_acc": test_acc,
+        "test_evaluated": END_OF_TRAINING if evaluate_test else None,
         "macs": cost.macs,
         "params": cost.params,
         "params_trainable": cost.params_trainable,
@@ -241,8 +274,64 @@ def train_candidate(
         "teacher_val_acc": teacher.val_acc if teacher else None,
         "n_sites": len(site_list),
         "n_unit_sites": 0 if placement.unit == "conv" else placement.n_units,
+        "machine": machine,
     }
     assert tuple(metrics) == METRIC_KEYS
     if result.diverged:
         assert math.isnan(metrics["val_acc"])
     return metrics
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Save `model`'s state dict (on the CPU, contiguous) to `path` atomically: a reader sees the whole
+    file or none (written under a temporary name in the same folder, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def evaluate_saved(
+    config: CandidateConfig | Mapping[str, Any],
+    weights_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Test accuracy of a trained candidate, from the final weights `train_candidate` saved.
+
+    The network is built exactly as its trial built it, the weights are loaded (weights only, every key
+    checked) and the test split is evaluated as `train_candidate` would have evaluated it at the end of
+    training (same batch size, precision and memory format), so the number is the same.
+
+    Args:
+        config: the trial's candidate.
+        weights_path: the file written through `train_candidate(..., weights_path=...)`.
+        device: where to evaluate (default: the candidate's device setting).
+
+    Returns:
+        {"test_acc": accuracy, "machine": `describe_machine` of the evaluating device}.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or holds another network's weights.
+        ConfigError, UnknownNameError, DatasetError: as for `train_candidate`.
+    """
+    config = CandidateConfig.from_dict(config)
+    dev = resolve_device(config.device if device is None else device)
+    state = read_state_dict(weights_path, what="trial weights")
+    splits = load_dataset(config.dataset, config.dataset_root, device=dev, **config.dataset_kwargs)
+    seed_everything(config.seed)
+    model, _, _ = _build(config, splits.info)
+    check_state_dict(model, state, source=f"trial weights {weights_path}")
+    model.load_state_dict(state)
+    prepare_model(model, dev)
+    recipe = config.train_config(splits.info.augment)
+    test_acc = evaluate(model, splits.test, batch_size=2 * recipe.batch_size)
+    return {"test_acc": test_acc, "machine": describe_machine(dev)}

@@ -121,9 +121,9 @@ def train_teacher(
             f"the teacher (basic network) diverged after {result.epochs_done} epoch(s) at lr={recipe.lr}; "
             "lower the learning rate or give a teacher_checkpoint"
         )
+    # No test accuracy: a teacher trains inside a search trial, and trials keep off the test split.
     metrics = {
         "val_acc": result.val_acc,
-        "test_acc": evaluate(model, splits.test, batch_size=2 * recipe.batch_size),
         "epochs_done": result.epochs_done,
         "train_time_s": result.train_time_s,
         "curve": result.curve,

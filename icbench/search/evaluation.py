@@ -1,0 +1,125 @@
+"""The study's `evaluation.test` setting on the search side (see `schema.EvaluationSection`).
+
+What each trial is told (evaluate the test split itself, or save its final weights and keep off the test
+split), where the weights go, and the driver's step after the search: evaluate on the test split exactly
+the trials the report shows (chosen on validation) from those weights, and record the results.
+
+Results are stored as `icbench.report.evaluation` describes (study user attributes, since Optuna does not
+let a finished trial change); the report reads them back from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import IcbenchError
+from icbench.search.schema import LoadedStudy
+from icbench.search.trainable import weights_file
+
+__all__ = ["evaluate_chosen", "trial_evaluation", "weights_dir"]
+
+
+def weights_dir(loaded: LoadedStudy) -> Path | None:
+    """Where the trials of a `chosen` study save their final weights (None for other settings).
+
+    Locally: `<runs_dir>/<study>/weights/`. On a cluster (`execution.address`): under the shared
+    `execution.storage_path`, `<storage_path>/<study>/weights/`, which every node and the driver see.
+    """
+    c = loaded.config
+    if c.evaluation.test != "chosen":
+        return None
+    ex = c.execution
+    root = Path(ex.storage_path).expanduser() if ex.address and ex.storage_path else Path(c.runs_dir)
+    return (root / c.name / "weights").resolve()
+
+
+def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:
+    """The `evaluation` argument of `trainable.run_trial` for this study's trials."""
+    folder = weights_dir(loaded)
+    return {"test": loaded.config.evaluation.test, "weights_dir": str(folder) if folder else None}
+
+
+def _device(setting: str, echo: Callable[[str], None]) -> str:
+    import torch
+
+    if setting in ("auto", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    if setting == "cuda":
+        echo("test split: no CUDA device in the driver; evaluating on the CPU")
+    return "cpu"
+
+
+def evaluate_chosen(loaded: LoadedStudy, url: str, study: Any, echo: Callable[[str], None] = print) -> int:
+    """After the search: record the setting and, with `chosen`, evaluate on the test split every trial the
+    report shows that has no test accuracy yet, from its saved final weights.
+
+    A trial whose weights are missing or unreadable is recorded with the reason and no accuracy (and tried
+    again by the next run); the study and the other trials are unaffected.
+
+    Args:
+        loaded: the study.
+        url: its storage URL (read as the report reads it, so the chosen trials are the report's).
+        study: the open Optuna study (written through its public `set_user_attr`).
+        echo: progress lines.
+
+    Returns:
+        How many trials were evaluated on the test split by this call.
+    """
+    from icbench.report.evaluation import (
+        AFTER_SEARCH,
+        EVALUATION_ATTR,
+        TEST_EVAL_PREFIX,
+        shown_trials,
+    )
+    from icbench.report.load import load_study as read_study
+
+    setting = loaded.config.evaluation.test
+    study.set_user_attr(EVALUATION_ATTR, {"test": setting})
+    folder = weights_dir(loaded)
+    if setting != "chosen" or folder is None:
+        return 0
+    try:
+        data = read_study(url, loaded.config.name)
+    except IcbenchError as e:
+        echo(f"test split: not evaluated, the study could not be read ({e}); the next run tries again")
+        return 0
+    trials = data.trials
+    assert trials is not None
+    chosen = shown_trials(trials, data.objectives)
+    missing = set(trials.loc[trials["test_acc"].isna(), "number"].astype(int))
+    todo = [n for n in chosen if n in missing]
+    if not todo:
+        return 0
+    from icbench.training.candidate import evaluate_saved
+
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+    device = _device(loaded.config.execution.device, echo)
+    done = 0
+    for number in todo:
+        weights = weights_file(folder, number)
+        record: dict[str, Any] = {
+            "evaluated": AFTER_SEARCH,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights": str(weights),
+            "device": device,
+        }
+        candidate = frozen[number].user_attrs.get("candidate")
+        try:
+            if not isinstance(candidate, dict):
+                raise ValueError("the trial recorded no candidate")
+            result = evaluate_saved(candidate, weights, device=device)
+        except Exception as e:  # one trial's missing weights must not cost the others their evaluation
+            record.update(test_acc=None, reason=f"{type(e).__name__}: {e}")
+            echo(f"test split: trial {number} not evaluated ({record['reason']})")
+        else:
+            record.update(test_acc=result["test_acc"], machine=result["machine"])
+            done += 1
+        study.set_user_attr(f"{TEST_EVAL_PREFIX}{number}", record)
+    echo(
+        f"test split: evaluated {done} trial(s) that the report shows (chosen on validation) and that had no "
+        f"test accuracy yet, from their saved final weights on {device}; trials not shown are not evaluated"
+    )
+    return done
