@@ -8,6 +8,7 @@ one case also runs as a real subprocess to check the exit code and stderr end to
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.util
 import os
 import pickle
@@ -55,6 +56,24 @@ def _make_study_db(work: Path) -> None:
     storage.engine.dispose()  # close it, as a finished run would
 
 
+class _BlockImports(importlib.abc.MetaPathFinder):
+    """Makes the named top-level modules fail to import, as they would where they are not installed."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = set(names)
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+def _block_imports(names: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for mod in [m for m in sys.modules if m.partition(".")[0] in names]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(sys, "meta_path", [_BlockImports(names), *sys.meta_path])
+
+
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the corpus as the working directory; Ray and training are booby-trapped."""
@@ -82,11 +101,13 @@ def test_the_corpus_is_indexed_and_large_enough() -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_malformed_input_is_refused_before_any_compute(
-    name: str, work: Path, capsys: pytest.CaptureFixture[str]
+    name: str, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     case = CASES[name]
     if case.get("setup") == "resume_original":
         _make_study_db(work)
+    if case.get("block_imports"):
+        _block_imports(case["block_imports"], monkeypatch)
     before = _snapshot(work)
     capsys.readouterr()
 
@@ -151,3 +172,57 @@ def test_cli_subprocess_exit_code_and_stderr(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: file studies/python_tag.yaml: not valid YAML")
     assert done.stdout == ""
     assert not (work / MARKER).exists() and not (work / "runs").exists()
+
+
+#: Runs `run_study.py` with the named modules made unimportable (as if not installed).
+BLOCKED_CLI = """
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{fullname!r}}", name=fullname)
+sys.meta_path.insert(0, Block())
+sys.argv = ["run_study.py", *sys.argv[1:]]
+runpy.run_path({run_study!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_missing_database_driver_is_one_line(command: str, tmp_path: Path) -> None:
+    """`storage: postgresql://...` where no PostgreSQL driver can be imported: exit 2, one line that says
+    what to install, nothing written; for `report` as for `run`."""
+    work = tmp_path / "corpus"
+    shutil.copytree(CORPUS, work)
+    script = BLOCKED_CLI.format(blocked=["psycopg", "psycopg2"], run_study=str(RUN_STUDY))
+    done = subprocess.run(
+        [sys.executable, "-c", script, command, "studies/storage_driver_missing.yaml"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(RUN_STUDY.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: file studies/storage_driver_missing.yaml, field 'storage': ")
+    assert "pip install 'icbench[postgres]'" in lines[0]
+    assert not (work / "runs").exists() and not (work / "reports").exists()
+
+
+def test_a_plain_postgresql_url_uses_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`postgresql://` names no driver: with only psycopg2 (or only psycopg) installed, that one is used."""
+    from icbench.search import storage
+
+    for installed in ("psycopg", "psycopg2"):
+        monkeypatch.setattr(
+            storage,
+            "_driver_missing",
+            lambda d, ok=installed: None if d.driver == ok else f"No module named {d.driver!r}",
+        )
+        url = storage.resolve_url("postgresql://icbench:pw@db-host/icbench")
+        default = "postgresql://icbench:pw@db-host/icbench"
+        assert url in (default, f"postgresql+{installed}://icbench:pw@db-host/icbench")
+        from sqlalchemy.engine import make_url
+
+        assert make_url(url).get_dialect().driver == installed
