@@ -226,3 +226,33 @@ def test_a_plain_postgresql_url_uses_the_installed_driver(monkeypatch: pytest.Mo
         from sqlalchemy.engine import make_url
 
         assert make_url(url).get_dialect().driver == installed
+
+
+def _datasets() -> list[str]:
+    from icbench.data import DATASETS
+
+    return sorted(DATASETS.keys())
+
+
+@pytest.mark.parametrize("dataset", _datasets())
+def test_every_dataset_option_is_declared_and_checked(dataset: str) -> None:
+    """Each dataset's options have a type and range: the defaults pass, and a value of the wrong type or
+    past a bound is a ConfigError naming `dataset_kwargs.<option>` and the valid values."""
+    from icbench.data import DATASETS
+    from icbench.errors import ConfigError
+
+    ds = DATASETS.get(dataset)(dataset)
+    assert ds.options(ds.defaults) == ds.defaults
+    for name, spec in ds.option_specs.items():
+        bad: list[Any] = ["many", True, float("nan")]
+        if spec.kind is int:
+            bad.append(1.5)
+        if spec.low is not None:
+            bad.append(spec.low - 1 if spec.low_inclusive else spec.low)
+        if spec.high is not None:
+            bad.append(spec.high + 1 if spec.high_inclusive else spec.high)
+        for value in bad:
+            with pytest.raises(ConfigError) as err:
+                ds.options({name: value})
+            assert err.value.field == f"dataset_kwargs.{name}"
+            assert spec.describe() in str(err.value) and repr(value) in str(err.value)
