@@ -203,7 +203,7 @@ def summary_markdown(
         f"Time spent: {_duration(span)} wall-clock from the first trial's start to the last trial's end; "
         f"{_duration(busy)} of trial time summed over trials (larger when trials ran in parallel).\n"
     )
-    lines.append(evaluation.test_statement(trials, evaluation.test_setting(attrs)) + "\n")
+    lines.append(evaluation.statement_on_test(trials, evaluation.evaluation_setting(attrs)) + "\n")
     lines += list(extra)
 
     lines.append("## Files\n")
@@ -261,7 +261,7 @@ def _machines_section(data: StudyData) -> list[str]:
         else ""
     )
     if not recorded:
-        return [f"Machines: no trial recorded its machine.{missing}\n"]
+        return ["Machines: no trial recorded its machine.\n"]
     n = len(data.machines)
     lines = [
         f"Trials ran on {n} distinct machine{'s' if n > 1 else ''} (as each trial described it: CPU model, "
@@ -353,15 +353,15 @@ def build_report(
     front = pareto.pareto_front(trials, objectives)
     rows = tables.pareto_rows(front, trials)
     report.files["pareto.csv"] = _atomic(out / "pareto.csv", lambda p: rows.to_csv(p, index=False))
-    setting = evaluation.test_setting(data.user_attrs)
-    test_text = evaluation.test_statement(trials, setting)
+    setting = evaluation.evaluation_setting(data.user_attrs)
+    test_text = evaluation.statement_on_test(trials, setting)
     report.files["pareto.md"] = _write_text(
         out / "pareto.md", tables.pareto_markdown(rows, acc_values, study_name, objectives, test_text)
     )
     report.files["pareto.tex"] = _write_text(
         out / "pareto.tex",
         tables.pareto_latex(
-            rows, acc_values, study_name, evaluation.test_statement(trials, setting, short=True)
+            rows, acc_values, study_name, evaluation.statement_on_test(trials, setting, short=True)
         ),
     )
 

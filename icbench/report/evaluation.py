@@ -32,7 +32,7 @@ END_OF_TRAINING = "end of training"
 AFTER_SEARCH = "after the search"
 
 
-def test_setting(user_attrs: Mapping[str, Any]) -> str | None:
+def evaluation_setting(user_attrs: Mapping[str, Any]) -> str | None:
     """The study's recorded `evaluation.test` setting, or None for a study that recorded none."""
     section = user_attrs.get(EVALUATION_ATTR)
     if isinstance(section, Mapping) and isinstance(section.get("test"), str):
@@ -40,7 +40,7 @@ def test_setting(user_attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def test_evaluations(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+def after_search_records(user_attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
     """Trial number -> its after-the-search test evaluation record, from the study's user attributes."""
     out: dict[int, dict[str, Any]] = {}
     for key, value in user_attrs.items():
@@ -104,7 +104,7 @@ def _numbers(values: Sequence[int]) -> str:
     return listed + (f" and {len(values) - 20} more" if len(values) > 20 else "")
 
 
-def test_statement(trials: pd.DataFrame, setting: str | None, *, short: bool = False) -> str:
+def statement_on_test(trials: pd.DataFrame, setting: str | None, *, short: bool = False) -> str:
     """Which trials were evaluated on the test split, how and when, in words (from the records, not
     from the setting alone: a report built while the search runs says that nothing was evaluated yet).
 
@@ -133,12 +133,10 @@ def test_statement(trials: pd.DataFrame, setting: str | None, *, short: bool = F
         return f"Test accuracy: no trial has one{named}."
     parts = []
     if not during.empty:
-        every = len(during) == n_complete
-        who = (
-            f"every COMPLETE trial ({len(during)})"
-            if every
-            else f"{len(during)} of {n_complete} COMPLETE trials"
-        )
+        k = int((during["state"] == "COMPLETE").sum())
+        who = f"every COMPLETE trial ({k})" if k == n_complete else f"{k} of {n_complete} COMPLETE trials"
+        if len(during) > k:
+            who += f" (and {len(during) - k} trial(s) that did not complete)"
         if short:
             parts.append(f"Test accuracy: evaluated by {who} at the end of its training{named}.")
         else:

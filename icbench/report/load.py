@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from icbench.errors import IcbenchError
 from icbench.report.environment import machine_label, parse_machine
-from icbench.report.evaluation import END_OF_TRAINING, test_evaluations
+from icbench.report.evaluation import END_OF_TRAINING, after_search_records
 
 if TYPE_CHECKING:
     import optuna
@@ -362,7 +362,7 @@ def trials_frame(
     Args:
         trials: Frozen trials of one study.
         objectives: (metric column, direction) pairs in the order of `trial.values`.
-        test_evals: Trial number -> test evaluation after the search (`evaluation.test_evaluations`).
+        test_evals: Trial number -> test evaluation after the search (`evaluation.after_search_records`).
 
     Returns:
         One row per trial sorted by number, columns `BASE_COLUMNS`, `param_<name>` for every sampled
@@ -462,7 +462,7 @@ def load_study(storage: StorageLike, study_name: str) -> StudyData:
                 objectives=objectives,
                 user_attrs=dict(user_attrs),
                 system_attrs=dict(system_attrs),
-                trials=trials_frame(frozen, objectives, test_evaluations(user_attrs)),
+                trials=trials_frame(frozen, objectives, after_search_records(user_attrs)),
                 machines=machines,
             )
 

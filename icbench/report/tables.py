@@ -299,7 +299,7 @@ def pareto_markdown(
     """pareto.md: the table plus what it shows.
 
     Args:
-        test_text: which trials were evaluated on the test split, and when (`evaluation.test_statement`);
+        test_text: which trials were evaluated on the test split, and when (`evaluation.statement_on_test`);
             "-" in the test column means not evaluated.
     """
     headers, body = pareto_display(rows, acc_values)
@@ -319,7 +319,7 @@ def pareto_markdown(
 
 def pareto_latex(rows: pd.DataFrame, acc_values: Any, study: str, test_text: str = "") -> str:
     """pareto.tex: a booktabs table of the same rows (placement in \\texttt); `test_text` (one sentence,
-    `evaluation.test_statement(..., short=True)`) goes into the caption."""
+    `evaluation.statement_on_test(..., short=True)`) goes into the caption."""
     headers, body = pareto_display(rows, acc_values)
     for r in body:
         r[4] = r"\texttt{" + latex_escape(r[4]) + "}"

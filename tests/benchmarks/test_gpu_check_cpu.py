@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py on a machine without CUDA: it runs in its reduced mode, says what it skipped,
-keeps going past a failing section, and prints its summary table last."""
+keeps going past a failing section, and prints its summary table last, where every part that could not run
+(each section's CUDA part) is SKIP with the reason and never OK."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def load_gpu_check() -> ModuleType:
 
 
 def summary_rows(output: str) -> dict[str, list[str]]:
-    """section -> the words of its row in the summary table (the last table printed)."""
+    """part (`<section>/<part>`) -> the words of its row in the summary table (the last table printed)."""
     tail = output.rsplit("## summary", 1)[1].splitlines()
     rule = next(i for i, line in enumerate(tail) if line.startswith("---"))
     rows = {}
@@ -59,8 +60,14 @@ def test_quick_mode_on_cpu_runs_every_section_and_skips_cuda_parts() -> None:
     ]
     assert positions == sorted(positions)
     rows = summary_rows(out)
-    assert list(rows) == ["correctness", "timing", "throughput", "study"]
-    assert all(words[0] == "OK" for words in rows.values()), rows
+    sections = ("correctness", "timing", "throughput", "study")
+    assert [part for part in rows if part.endswith("/cpu")] == [f"{s}/cpu" for s in sections]
+    # What ran on the CPU passed; every CUDA part is its own row, SKIP with the reason, never OK.
+    assert all(rows[f"{s}/cpu"][0] == "OK" for s in sections), rows
+    for s in sections:
+        assert rows[f"{s}/cuda"][0] == "SKIP" and "no CUDA device" in " ".join(rows[f"{s}/cuda"]), rows
+    assert rows["timing/cpu-compiled"][0] == "SKIP"
+    assert not [p for p, words in rows.items() if words[0] == "OK" and not p.endswith("/cpu")], rows
     # The CUDA-only parts say that they were skipped and why.
     assert "CPU quick mode: no CUDA device; CUDA parts skipped" in out
     assert "SKIP: torch.compile timings skipped" in out
@@ -97,7 +104,43 @@ def test_a_failing_section_is_reported_and_the_others_still_run(
     assert "FAIL correctness" in out and "RuntimeError: simulated breakage" in out
     assert "OK timing" in out
     rows = summary_rows(out)
-    assert rows["correctness"][0] == "FAIL" and rows["timing"][0] == "OK"
+    assert rows["correctness/cpu"][0] == "FAIL" and rows["timing/cpu"][0] == "OK"
+    assert rows["correctness/cuda"][0] == rows["timing/cuda"][0] == "SKIP"
+
+
+@needs_cpu_only
+def test_no_part_whose_cuda_part_did_not_run_says_ok(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever the sections report, without CUDA every CUDA row is SKIP with why, and the only OK rows
+    are the CPU parts that ran; a section left out by the time budget is one SKIP row."""
+    gpu_check = load_gpu_check()
+
+    def fine(ctx: object) -> object:
+        assert not ctx.cuda  # type: ignore[attr-defined]
+        return gpu_check.Outcome(figure="ran on the CPU")
+
+    monkeypatch.setattr(gpu_check, "CHECKS", {name: fine for name in gpu_check.SECTIONS})
+    threads = torch.get_num_threads()
+    try:
+        assert gpu_check.main(["--sections", "correctness,timing,throughput", "--budget-s", "1e9"]) == 0
+        assert gpu_check.main(["--sections", "correctness,study", "--budget-s", "-1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    first, second = capsys.readouterr().out.split("## summary", 2)[1:]
+    rows = summary_rows("## summary" + first)
+    assert list(rows) == [
+        "correctness/cpu", "correctness/cuda", "timing/cpu", "timing/cuda", "throughput/cpu", "throughput/cuda",
+    ]  # fmt: skip
+    for part, words in rows.items():
+        if part.endswith("/cuda"):
+            assert words[0] == "SKIP" and "no CUDA device:" in " ".join(words)
+        else:
+            assert words[0] == "OK"
+    budget_rows = summary_rows("## summary" + second)
+    assert budget_rows["correctness"][0] == budget_rows["study"][0] == "SKIP"
+    assert budget_rows["study/cuda"][0] == "SKIP"
+    assert not [words for words in budget_rows.values() if words[0] == "OK"]
 
 
 def test_unknown_section_is_refused_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
