@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
+import torch
 from search_helpers import write_study
 
 from icbench.data import Split
@@ -42,6 +43,7 @@ FAST = {
     "batch_size": 32,
     "lr": 0.05,
     "latency": False,
+    "device": "cpu",  # CPU runs repeat exactly; the CUDA variant is its own test
 }
 
 
@@ -127,6 +129,20 @@ def test_a_failed_trial_records_its_machine_and_saves_nothing(
     assert final["status"] == "diverged"
     assert json.loads(final["machine"])["cpu"]
     assert not weights_file(tmp_path, 7).exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_trial_records_its_gpu_cudnn_flag_and_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cand = {**FAST, "device": "cuda"}
+    final = run_in_process(monkeypatch, cand, {"test": "chosen", "weights_dir": str(tmp_path)})
+    assert final["status"] == "complete"
+    machine = json.loads(final["machine"])
+    assert machine["gpu"] == torch.cuda.get_device_name(0) and machine["cuda"] == torch.version.cuda
+    assert machine["cudnn"] and machine["cudnn_benchmark"] is True and machine["precision"] == "bf16 autocast"
+    later = evaluate_saved(cand, weights_file(tmp_path, 7))
+    assert later["machine"]["precision"] == "bf16 autocast" and 0.0 <= later["test_acc"] <= 1.0
 
 
 def test_saved_weights_give_the_end_of_training_test_accuracy(tmp_path: Path) -> None:
