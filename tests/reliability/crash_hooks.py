@@ -40,7 +40,7 @@ def _pause(point: str, **info: Any) -> None:
     time.sleep(3600)
 
 
-def run_trial(config: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
     """The Ray worker function: icbench's own, paused after epoch 1 when the driver asked for it."""
     from icbench.search import trainable
 
@@ -59,7 +59,7 @@ def run_trial(config: dict[str, Any]) -> None:
             return real(candidate, callback=on_epoch, **kwargs)
 
         training.train_candidate = train_candidate  # run_trial imports it from icbench.training
-    trainable.run_trial(config)
+    trainable.run_trial(config, evaluation)
 
 
 def install(point: str) -> None:
