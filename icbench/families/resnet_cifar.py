@@ -26,7 +26,7 @@ from icbench.families._base import Family, layer_prefix_stages, register_family,
 NormLayer = Callable[[int], nn.Module]
 
 #: Number of basic blocks per stage for each depth (depth = 6n + 2).
-BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+BLOCKS_PER_STAGE = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 BASE_WIDTHS = (16, 32, 64)
 
 
@@ -142,7 +142,7 @@ class CifarResNet(nn.Module):
 
 @register_family
 class ResNetCifarFamily(Family):
-    """ResNet-8/20/32/44/56/110 (CIFAR variant); `resnet8` (one block per stage) is the tiny variant."""
+    """ResNet-8/14/20/32/44/56/110 (CIFAR variant); `resnet8` (one block per stage) is the tiny variant."""
 
     name = "resnet_cifar"
     default_size = "resnet20"

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from icbench.errors import ConfigError
+from icbench.recipe import Recipe
 
 OBJECTIVES: dict[str, str] = {
     "val_acc": "maximize",
@@ -173,14 +174,24 @@ class BudgetSection(_Strict):
     time_s: float | None = Field(default=None, gt=0)
 
 
+_RECIPE = Recipe()  # the measured defaults live in one place: icbench.recipe.Recipe
+
+
 class TrainingSection(_Strict):
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: float = Field(default=5e-4, ge=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    warmup_epochs: float = Field(default=0.0, ge=0)
+    """The training recipe (`icbench.recipe.Recipe` documents each field and its default)."""
+
+    batch_size: int = Field(default=_RECIPE.batch_size, ge=1)
+    lr: float = Field(default=_RECIPE.lr, gt=0)
+    momentum: float = Field(default=_RECIPE.momentum, ge=0, lt=1)
+    nesterov: bool = _RECIPE.nesterov
+    weight_decay: float = Field(default=_RECIPE.weight_decay, ge=0)
+    label_smoothing: float = Field(default=_RECIPE.label_smoothing, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "onecycle"] = _RECIPE.schedule  # type: ignore[assignment]
+    warmup_fraction: float = Field(default=_RECIPE.warmup_fraction, ge=0, lt=1)
+    warmup_epochs: float | None = Field(default=_RECIPE.warmup_epochs, ge=0)
+    ema_decay: float = Field(default=_RECIPE.ema_decay, ge=0, lt=1)
+    init: Literal["torch", "family"] = _RECIPE.init  # type: ignore[assignment]
+    compile: bool = _RECIPE.compile
     augment: bool | None = None
     seed: int = 0
 
@@ -464,6 +475,13 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Loa
     if overrides:
         data = apply_overrides(data, overrides, p)
     config: StudyConfig = _validate(StudyConfig, data, p)
+    warmup = config.training.warmup_epochs
+    if warmup is not None and warmup > config.budget.epochs:
+        raise ConfigError(
+            f"training.warmup_epochs ({warmup:g}) is longer than budget.epochs ({config.budget.epochs})",
+            source=str(p),
+            field="training.warmup_epochs",
+        )
     space_path = Path(config.search_space)
     if not space_path.is_absolute():
         space_path = (p.parent / space_path).resolve()

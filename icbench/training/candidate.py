@@ -29,6 +29,7 @@ from icbench.families import build_model
 from icbench.machine import describe_machine
 from icbench.placement import Placement, Site, apply, load_basic_weights, make_placement, sites
 from icbench.training.config import CandidateConfig
+from icbench.training.init import initialise
 from icbench.training.loop import (
     EpochCallback,
     evaluate,
@@ -84,7 +85,7 @@ METRIC_KEYS = (
 
 
 def _build_basic(config: CandidateConfig, info: DatasetInfo) -> nn.Module:
-    return build_model(
+    model = build_model(
         config.family,
         config.size,
         num_classes=info.num_classes,
@@ -93,6 +94,7 @@ def _build_basic(config: CandidateConfig, info: DatasetInfo) -> nn.Module:
         width=config.width,
         **config.family_kwargs,
     )
+    return initialise(model, config.init)
 
 
 def _placement(config: CandidateConfig, site_list: list[Site]) -> Placement:

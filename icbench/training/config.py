@@ -12,23 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icbench.errors import ConfigError
+from icbench.recipe import INITS, RECIPE_KEYS, SCHEDULES, Recipe
 
-__all__ = ["LAMBDA_SCHEDULES", "TEACHER_RECIPE_KEYS", "CandidateConfig", "TrainConfig", "WLDConfig"]
+__all__ = [
+    "INITS",
+    "LAMBDA_SCHEDULES",
+    "SCHEDULES",
+    "TEACHER_RECIPE_KEYS",
+    "CandidateConfig",
+    "Recipe",
+    "TrainConfig",
+    "WLDConfig",
+]
 
 #: λ schedules of weak logit distillation (see `icbench.training.wld.wld_lambda`).
 LAMBDA_SCHEDULES = ("linear", "cosine", "constant", "step")
-#: Recipe fields a cached teacher may set differently from the candidate (`WLDConfig.teacher_recipe`).
-TEACHER_RECIPE_KEYS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "warmup_epochs",
-    "augment",
-)
 
 
 def _unknown_keys(cls: type, data: Mapping[str, Any], prefix: str = "") -> None:
@@ -125,8 +123,11 @@ class WLDConfig:
         return cls(**data)
 
 
+TEACHER_RECIPE_KEYS = (*RECIPE_KEYS, "augment")
+
+
 @dataclass
-class CandidateConfig:
+class CandidateConfig(Recipe):
     """Everything that defines one candidate and how it is trained.
 
     Attributes:
@@ -135,8 +136,7 @@ class CandidateConfig:
             size None is the family's default size.
         unit, strategy, strategy_args: the placement (`icbench.placement.make_placement`).
         placement: a canonical placement string; overrides unit/strategy/strategy_args.
-        epochs, batch_size, lr, momentum, nesterov, weight_decay, label_smoothing, warmup_epochs:
-            the recipe (SGD, cosine schedule with linear warm-up, stepped per batch).
+        epochs ... compile: the recipe (`Recipe`).
         augment: training augmentation (None: the dataset's default).
         seed: training seed (initialisation, data order, augmentation); the split is fixed.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
@@ -158,14 +158,6 @@ class CandidateConfig:
     strategy: str = "all"
     strategy_args: dict[str, Any] = field(default_factory=dict)
     placement: str | None = None
-    epochs: int = 2
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    warmup_epochs: float = 0.0
     augment: bool | None = None
     seed: int = 0
     device: str = "auto"
@@ -178,14 +170,10 @@ class CandidateConfig:
 
     def __post_init__(self) -> None:
         self.wld = WLDConfig.from_dict(self.wld)  # type: ignore[arg-type]
+        error = self.recipe_error()
+        if error is not None:
+            raise error
         checks = {
-            "epochs": int(self.epochs) >= 1,
-            "batch_size": int(self.batch_size) >= 1,
-            "lr": float(self.lr) > 0,
-            "momentum": 0.0 <= float(self.momentum) < 1.0,
-            "weight_decay": float(self.weight_decay) >= 0,
-            "label_smoothing": 0.0 <= float(self.label_smoothing) < 1.0,
-            "warmup_epochs": 0.0 <= float(self.warmup_epochs) <= float(self.epochs),
             "width": float(self.width) > 0,
             "num_threads": self.num_threads is None or int(self.num_threads) >= 1,
             "time_budget_s": self.time_budget_s is None or float(self.time_budget_s) > 0,
@@ -193,10 +181,6 @@ class CandidateConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"invalid value {getattr(self, name)!r}", field=name)
-        if self.nesterov and float(self.momentum) == 0:
-            raise ConfigError(
-                "Nesterov momentum needs momentum > 0 (or set nesterov: false)", field="nesterov"
-            )
         for name in ("dataset_kwargs", "family_kwargs", "strategy_args"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"must be a mapping, got {type(getattr(self, name)).__name__}", field=name)
@@ -224,14 +208,7 @@ class CandidateConfig:
     def train_config(self, augment_default: bool) -> TrainConfig:
         """The loop's recipe for this candidate (`augment` None resolves to `augment_default`)."""
         return TrainConfig(
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            momentum=float(self.momentum),
-            nesterov=bool(self.nesterov),
-            weight_decay=float(self.weight_decay),
-            label_smoothing=float(self.label_smoothing),
-            warmup_epochs=float(self.warmup_epochs),
+            **{key: getattr(self, key) for key in RECIPE_KEYS},
             augment=augment_default if self.augment is None else bool(self.augment),
             seed=int(self.seed),
             num_threads=self.num_threads,
@@ -254,17 +231,10 @@ class CandidateConfig:
 
 
 @dataclass
-class TrainConfig:
-    """The recipe the training loop (`icbench.training.loop.fit`) runs."""
+class TrainConfig(Recipe):
+    """The recipe the training loop (`icbench.training.loop.fit`) runs: a `Recipe` with augmentation
+    resolved, a seed, a thread count and an optional wall-clock budget."""
 
-    epochs: int = 2
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    warmup_epochs: float = 0.0
     augment: bool = False
     seed: int = 0
     num_threads: int | None = None
@@ -272,35 +242,11 @@ class TrainConfig:
 
     @staticmethod
     def checked(config: TrainConfig, prefix: str = "") -> TrainConfig:
-        """`config` with its numeric fields coerced to their types, or a ConfigError naming the field."""
-        try:
-            out = dataclasses.replace(
-                config,
-                epochs=int(config.epochs),
-                batch_size=int(config.batch_size),
-                lr=float(config.lr),
-                momentum=float(config.momentum),
-                nesterov=bool(config.nesterov),
-                weight_decay=float(config.weight_decay),
-                label_smoothing=float(config.label_smoothing),
-                warmup_epochs=float(config.warmup_epochs),
-                augment=bool(config.augment),
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"invalid recipe value: {e}", field=prefix.rstrip(".")) from None
-        bad = [
-            name
-            for name, ok in (
-                ("epochs", out.epochs >= 1),
-                ("batch_size", out.batch_size >= 1),
-                ("lr", out.lr > 0),
-                ("momentum", 0 <= out.momentum < 1),
-                ("weight_decay", out.weight_decay >= 0),
-                ("label_smoothing", 0 <= out.label_smoothing < 1),
-                ("warmup_epochs", 0 <= out.warmup_epochs <= out.epochs),
-            )
-            if not ok
-        ]
-        if bad:
-            raise ConfigError(f"invalid value {getattr(out, bad[0])!r}", field=prefix + bad[0])
+        """A copy of `config` with its numeric fields coerced to their types, or a ConfigError naming
+        the field (with `prefix`, e.g. "wld.teacher_recipe.")."""
+        out = dataclasses.replace(config)
+        error = out.recipe_error(prefix)
+        if error is not None:
+            raise error
+        out.augment = bool(out.augment)
         return out

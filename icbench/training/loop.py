@@ -1,7 +1,8 @@
 """The one training loop every candidate, teacher and benchmark runs.
 
-SGD with (Nesterov) momentum, a per-batch cosine learning-rate schedule with linear warm-up, weight
-decay on weights only, label smoothing, and on CUDA bf16 autocast with channels_last tensors. The
+SGD with (Nesterov) momentum, a per-batch learning-rate schedule after a linear warm-up (`lr_at`),
+weight decay on weights only, label smoothing, an optional moving average of the weights, optionally
+`torch.compile`, and on CUDA bf16 autocast with channels_last tensors. The
 loop is seeded (on the CPU two runs with the same seed give identical numbers), stops a run whose loss
 is no longer finite (marked diverged; nothing is raised) or whose wall-clock budget is spent, and calls
 a callback after every epoch.
@@ -27,13 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from icbench.data import Split, Splits, TensorSplit
+from icbench.recipe import SCHEDULES
 from icbench.training.config import TrainConfig
 
 __all__ = [
     "EpochCallback",
     "FitResult",
     "Objective",
+    "SCHEDULES",
     "cosine_lr",
+    "lr_at",
     "evaluate",
     "fit",
     "num_threads",
@@ -121,6 +125,68 @@ def cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float) ->
         return base_lr * (step + 1) / warmup_steps
     t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, schedule: str) -> float:
+    """Learning rate of (0-based) `step` of `total_steps`.
+
+    - "linear": linear warm-up over the first `warmup_steps` steps (step k has base_lr·(k+1)/warmup),
+      then straight down, so that the step after the last would have 0 (the fast CIFAR-10 recipes'
+      triangle);
+    - "cosine": the same warm-up, then half a cosine towards 0;
+    - "onecycle": PyTorch's `OneCycleLR` (cosine annealing, div_factor 25, final_div_factor 1e4) with
+      pct_start = warmup_steps / total_steps: half a cosine from base_lr/25 up to base_lr at step
+      warmup_steps − 1, then half a cosine down to base_lr/25e4 at the last step.
+    """
+    if schedule == "onecycle":
+        start, end, peak = base_lr / 25.0, base_lr / 25e4, warmup_steps - 1
+        if peak <= 0:
+            return _cos_between(base_lr, end, step / max(1, total_steps - 1))
+        if step <= peak:
+            return _cos_between(start, base_lr, step / peak)
+        return _cos_between(base_lr, end, (step - peak) / max(1, total_steps - 1 - peak))
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "linear":
+        return base_lr * (total_steps - step) / max(1, total_steps - warmup_steps)
+    if schedule == "cosine":
+        return cosine_lr(step, total_steps, warmup_steps, base_lr)
+    raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def _cos_between(start: float, end: float, t: float) -> float:
+    """Half a cosine from `start` (t = 0) to `end` (t = 1)."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class _EMA:
+    """Exponential moving average of a model's parameters and buffers, evaluated instead of the model.
+
+    BatchNorm's running statistics are averaged like the weights (timm's ModelEmaV2 does the same), so
+    the averaged network is consistent. `decay` per step; the first steps use min(decay, (1+k)/(10+k))
+    so a short run is not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ema = list(self.model.state_dict().values())
+        live = list(model.state_dict().values())
+        floats = [(e, v) for e, v in zip(ema, live, strict=True) if e.dtype.is_floating_point]
+        torch._foreach_lerp_([e for e, _ in floats], [v for _, v in floats], 1.0 - d)
+        for e, v in zip(ema, live, strict=True):
+            if not e.dtype.is_floating_point:
+                e.copy_(v)
 
 
 @torch.no_grad()
@@ -216,7 +282,16 @@ def fit(
         gen = _generator(splits.train, config.seed)
         steps_per_epoch = splits.train.num_batches(config.batch_size, drop_last=True)
         total_steps = max(1, config.epochs * steps_per_epoch)
-        warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        if config.warmup_epochs is not None:
+            warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        else:
+            warmup_steps = int(round(config.warmup_fraction * total_steps))
+        warmup_steps = min(warmup_steps, total_steps)
+        # Compiled once per run: drop_last keeps every training batch one shape, so nothing recompiles.
+        # Validation runs the eager module (its last batch is ragged).
+        forward = torch.compile(model) if config.compile else model
+        ema = _EMA(model, config.ema_decay) if config.ema_decay > 0 else None
+        evaluated = ema.model if ema is not None else model
         eval_bs = eval_batch_size or 2 * config.batch_size
         on_cpu = device.type == "cpu"
 
@@ -239,15 +314,17 @@ def fit(
                 memory_format=fmt,
             )
             for x, y in batches:
-                lr = cosine_lr(step, total_steps, warmup_steps, config.lr)
+                lr = lr_at(step, total_steps, warmup_steps, config.lr, config.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with _autocast(device):
-                    logits = model(x)
+                    logits = forward(x)
                     loss = loss_fn(logits.float(), x, y, step / total_steps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 n_steps += 1
                 loss_sum += loss.detach()
@@ -262,7 +339,7 @@ def fit(
                 result.diverged, result.stop_reason = True, "diverged"
             if result.stop_reason is not None:
                 break
-            val_acc = evaluate(model, splits.val, batch_size=eval_bs)
+            val_acc = evaluate(evaluated, splits.val, batch_size=eval_bs)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": float(loss_sum.item()) / max(1, n_steps),
@@ -277,6 +354,8 @@ def fit(
             if time.perf_counter() > deadline and epoch + 1 < config.epochs:
                 result.stop_reason = "time_budget"
                 break
+        if ema is not None and not result.diverged:
+            model.load_state_dict(ema.model.state_dict())  # the trained model is the averaged one
         if partial:
             result.val_acc = evaluate(model, splits.val, batch_size=eval_bs)
         if result.diverged:
