@@ -36,6 +36,9 @@ class Recipe:
             fan_out normal for the ResNets). Under BatchNorm the smaller torch weights mean a larger
             effective step at the same learning rate: at short budgets this trained much further.
         compile: run the training steps under `torch.compile` (pays for long trials only).
+        augment_from_epochs: with `augment` unset, a run uses its dataset's augmentation only from this
+            many epochs on: at 3 epochs random crops cost mnist5k 4 and digits 7 points of validation
+            accuracy, at 10 they were even.
     """
 
     epochs: int = 2
@@ -51,6 +54,14 @@ class Recipe:
     ema_decay: float = 0.0
     init: str = "torch"
     compile: bool = False
+    augment_from_epochs: int = 10
+
+    def resolve_augment(self, augment: bool | None, dataset_default: bool) -> bool:
+        """Whether a run of this recipe augments: `augment` when set, else the dataset's default
+        for runs of at least `augment_from_epochs` epochs."""
+        if augment is not None:
+            return bool(augment)
+        return dataset_default and self.epochs >= self.augment_from_epochs
 
     def recipe_error(self, prefix: str = "") -> ConfigError | None:
         """The first invalid recipe value as a ConfigError naming its field, or None; coerces numbers."""
@@ -58,7 +69,7 @@ class Recipe:
             for name, kind in (
                 ("epochs", int), ("batch_size", int), ("lr", float), ("momentum", float),
                 ("nesterov", bool), ("weight_decay", float), ("label_smoothing", float),
-                ("warmup_fraction", float), ("ema_decay", float), ("compile", bool),
+                ("warmup_fraction", float), ("ema_decay", float), ("compile", bool), ("augment_from_epochs", int),
             ):  # fmt: skip
                 if kind is not bool and isinstance(getattr(self, name), bool):
                     raise TypeError(f"{name} must be a number, got a boolean")
@@ -83,6 +94,7 @@ class Recipe:
             ),
             ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
             ("init", self.init in INITS, "one of " + ", ".join(INITS)),
+            ("augment_from_epochs", self.augment_from_epochs >= 1, ">= 1"),
         )
         for name, ok, valid in checks:
             if not ok:

@@ -192,6 +192,7 @@ class TrainingSection(_Strict):
     ema_decay: float = Field(default=_RECIPE.ema_decay, ge=0, lt=1)
     init: Literal["torch", "family"] = _RECIPE.init  # type: ignore[assignment]
     compile: bool = _RECIPE.compile
+    augment_from_epochs: int = Field(default=_RECIPE.augment_from_epochs, ge=1)
     augment: bool | None = None
     seed: int = 0
 

@@ -137,7 +137,8 @@ class CandidateConfig(Recipe):
         unit, strategy, strategy_args: the placement (`icbench.placement.make_placement`).
         placement: a canonical placement string; overrides unit/strategy/strategy_args.
         epochs ... compile: the recipe (`Recipe`).
-        augment: training augmentation (None: the dataset's default).
+        augment: training augmentation (None: the dataset's default in runs of at least
+            `augment_from_epochs` epochs, see `Recipe`).
         seed: training seed (initialisation, data order, augmentation); the split is fixed.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
         num_threads: CPU threads for this run (`torch.set_num_threads`); None leaves torch's default.
@@ -206,10 +207,11 @@ class CandidateConfig(Recipe):
         return dataclasses.asdict(self)
 
     def train_config(self, augment_default: bool) -> TrainConfig:
-        """The loop's recipe for this candidate (`augment` None resolves to `augment_default`)."""
+        """The loop's recipe for this candidate (`augment` None resolves by `Recipe.resolve_augment`
+        from the dataset's default, `augment_default`)."""
         return TrainConfig(
             **{key: getattr(self, key) for key in RECIPE_KEYS},
-            augment=augment_default if self.augment is None else bool(self.augment),
+            augment=self.resolve_augment(self.augment, augment_default),
             seed=int(self.seed),
             num_threads=self.num_threads,
             time_budget_s=self.time_budget_s,
@@ -220,14 +222,17 @@ class CandidateConfig(Recipe):
         `wld.teacher_seed` and `wld.teacher_recipe` applied, and no time budget."""
         student = self.train_config(augment_default)
         overrides = dict(self.wld.teacher_recipe)
-        if overrides.get("augment") is None:
-            overrides.pop("augment", None)
+        augment = overrides.pop("augment", None)
+        if augment is None:
+            augment = self.augment
         if self.wld.teacher_epochs is not None:
             overrides["epochs"] = int(self.wld.teacher_epochs)
-        teacher = dataclasses.replace(
-            student, seed=int(self.wld.teacher_seed), time_budget_s=None, **overrides
+        teacher = TrainConfig.checked(
+            dataclasses.replace(student, seed=int(self.wld.teacher_seed), time_budget_s=None, **overrides),
+            prefix="wld.teacher_recipe.",
         )
-        return TrainConfig.checked(teacher, prefix="wld.teacher_recipe.")
+        teacher.augment = teacher.resolve_augment(augment, augment_default)
+        return teacher
 
 
 @dataclass

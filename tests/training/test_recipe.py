@@ -152,7 +152,7 @@ def _study(tmp_path: Path, training: str, budget: str = "{epochs: 4}") -> Path:
 SET = {
     "batch_size": 32, "lr": 0.2, "momentum": 0.8, "nesterov": False, "weight_decay": 1e-4,
     "label_smoothing": 0.2, "schedule": "onecycle", "warmup_fraction": 0.3, "warmup_epochs": 1.5,
-    "ema_decay": 0.99, "init": "family", "compile": True,
+    "ema_decay": 0.99, "init": "family", "compile": True, "augment_from_epochs": 3,
 }  # fmt: skip
 
 
@@ -193,6 +193,26 @@ def test_recipe_settings_out_of_range_are_refused_with_their_field(tmp_path, tra
         load_study(_study(tmp_path, training))
     assert e.value.field == field and needle in str(e.value), (e.value.field, str(e.value))
     assert str(tmp_path / "study.yaml") in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("augment", "epochs", "default", "expected"),
+    [(None, 9, True, False), (None, 10, True, True), (None, 30, False, False), (True, 1, False, True),
+     (False, 30, True, False)],
+)  # fmt: skip
+def test_augmentation_follows_the_budget_unless_set(augment, epochs, default, expected):
+    cand = CandidateConfig(augment=augment, epochs=epochs)
+    assert cand.train_config(augment_default=default).augment is expected
+
+
+def test_a_cached_teachers_augmentation_follows_its_own_epochs():
+    cand = CandidateConfig(epochs=3, wld={"enabled": True, "teacher_epochs": 12})
+    assert cand.train_config(True).augment is False
+    assert cand.teacher_train_config(True).augment is True
+    pinned = CandidateConfig(
+        epochs=3, wld={"enabled": True, "teacher_epochs": 12, "teacher_recipe": {"augment": False}}
+    )
+    assert pinned.teacher_train_config(True).augment is False
 
 
 @pytest.mark.parametrize(
