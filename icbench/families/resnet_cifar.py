@@ -26,7 +26,15 @@ from icbench.families._base import Family, layer_prefix_stages, register_family,
 NormLayer = Callable[[int], nn.Module]
 
 #: Number of basic blocks per stage for each depth (depth = 6n + 2).
-BLOCKS_PER_STAGE = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+BLOCKS_PER_STAGE = {
+    "resnet8": 1,
+    "resnet14": 2,
+    "resnet20": 3,
+    "resnet32": 5,
+    "resnet44": 7,
+    "resnet56": 9,
+    "resnet110": 18,
+}
 BASE_WIDTHS = (16, 32, 64)
 
 
