@@ -344,7 +344,7 @@ def run_study(
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
 
-    with _driver_lock(loaded):
+    with _driver_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)
         grid = GridPoints(loaded.space) if c.sampler.name == "grid" else None
@@ -383,23 +383,13 @@ def run_study(
 
 
 @contextlib.contextmanager
-def _driver_lock(loaded: LoadedStudy) -> Iterator[None]:
-    """One driver per local study: a second concurrent run of the same study is refused."""
-    from filelock import FileLock, Timeout
+def _driver_lock(loaded: LoadedStudy, url: str) -> Iterator[None]:
+    """One driver per study: a second concurrent run is refused, through the database server when the
+    study lives on one (drivers on other machines included), else through a file in the run folder."""
+    from icbench.search.lock import driver_lock
 
-    run_dir = Path(loaded.config.runs_dir) / loaded.config.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / "driver.lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise IcbenchError(
-            f"study {loaded.config.name!r} is already being run by another process (lock {lock.lock_file})"
-        ) from None
-    try:
+    with driver_lock(url, loaded.config.name, Path(loaded.config.runs_dir) / loaded.config.name):
         yield
-    finally:
-        lock.release()
 
 
 def _report(loaded: LoadedStudy, url: str, echo: Callable[[str], None]) -> Path | None:
