@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
-from torchvision.models import mobilenetv2 as tv_mnv2
-from torchvision.ops.misc import Conv2dNormActivation
 
 from icbench.families._base import (
     SMALL_IMAGE_MAX,
@@ -84,6 +82,9 @@ class MobileNetV2Family(Family):
             # The first stride-2 bottleneck sequence keeps the resolution on small images.
             first_s2 = next(i for i, row in enumerate(setting) if row[3] == 2)
             setting[first_s2][3] = 1
+        from torchvision.models import mobilenetv2 as tv_mnv2  # lazily: see resnet.resnet_class
+        from torchvision.ops.misc import Conv2dNormActivation
+
         model = tv_mnv2.MobileNetV2(
             num_classes=num_classes, width_mult=width, inverted_residual_setting=setting, **kwargs
         )
@@ -106,6 +107,8 @@ class MobileNetV2Family(Family):
         blocks: Sequence[int],
         out_sizes: Sequence[tuple[int, int]],
     ) -> list[int]:
+        from torchvision.models import mobilenetv2 as tv_mnv2  # already imported: `model` was built
+
         features = getattr(model, "features", None)
         if not isinstance(features, nn.Sequential):
             return resolution_stages(blocks, out_sizes)

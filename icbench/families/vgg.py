@@ -21,15 +21,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import vgg as tv_vgg
 
 from icbench.families._base import SMALL_IMAGE_MAX, Family, register_family, resolution_stages, scaled
 
-#: size -> torchvision's layer configuration (numbers: conv widths, "M": 2×2 max-pool).
+#: size -> torchvision's layer configuration (numbers: conv widths, "M": 2×2 max-pool): its `cfgs` "A",
+#: "B" and "D", written out so that listing sizes does not import torchvision (tests compare them).
 SIZES: dict[str, list[int | str]] = {
-    "vgg11": tv_vgg.cfgs["A"],
-    "vgg13": tv_vgg.cfgs["B"],
-    "vgg16": tv_vgg.cfgs["D"],
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     # Tiny test variant: one convolution per stage, narrow widths.
     "vgg_tiny": [8, "M", 16, "M", 32, "M", 32, "M", 32, "M"],
 }
@@ -37,6 +37,12 @@ SIZES: dict[str, list[int | str]] = {
 #: torchvision's head expects 512 channels at 7×7.
 _TV_HEAD_CHANNELS = 512
 _TV_HEAD_POOL = 7
+
+
+def _vgg() -> Any:
+    from torchvision.models import vgg  # lazily: see resnet.resnet_class
+
+    return vgg
 
 
 def make_layers(cfg: Sequence[int | str], *, in_chans: int = 3, width: float = 1.0) -> nn.Sequential:
@@ -100,13 +106,13 @@ class VGGFamily(Family):
             # device (no memory, no init time) since it is replaced right away. The features were built
             # before, on the CPU, and are initialised by the constructor as usual.
             with torch.device("meta"):
-                model = tv_vgg.VGG(features, num_classes=num_classes, dropout=dropout, **kwargs)
+                model = _vgg().VGG(features, num_classes=num_classes, dropout=dropout, **kwargs)
             last_pool = max(i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d))
             features[last_pool] = nn.Identity()
             model.avgpool = nn.AdaptiveAvgPool2d(1)
             model.classifier = nn.Sequential(_init_linear(nn.Linear(channels, num_classes)))
             return model
-        model = tv_vgg.VGG(features, num_classes=num_classes, dropout=dropout, **kwargs)
+        model = _vgg().VGG(features, num_classes=num_classes, dropout=dropout, **kwargs)
         if channels != _TV_HEAD_CHANNELS:
             # A narrower network (width < 1, tiny) at full size keeps torchvision's head shape.
             model.classifier[0] = _init_linear(nn.Linear(channels * _TV_HEAD_POOL**2, 4096))

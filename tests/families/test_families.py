@@ -229,3 +229,35 @@ def test_get_family_exposes_rules():
     assert get_family("resnet").default_size == "resnet18"
     with pytest.raises(UnknownNameError):
         get_family("resnet9000")
+
+
+def test_listing_families_and_building_a_cifar_resnet_do_not_import_torchvision():
+    # torchvision costs about 2 s to import (it imports torch._dynamo): the dry run, and trials of the
+    # CIFAR ResNets, must not pay for it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from icbench.families import FAMILIES, build_model, family_sizes\n"
+        "[family_sizes(n) for n in FAMILIES if n not in ('torchvision', 'user')]\n"
+        "build_model('resnet_cifar', 'resnet8', num_classes=10, in_chans=1, image_size=28, width=0.5)\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_vgg_layer_configurations_are_torchvisions():
+    from torchvision.models import vgg as tv_vgg
+
+    from icbench.families.vgg import SIZES
+
+    assert [SIZES["vgg11"], SIZES["vgg13"], SIZES["vgg16"]] == [tv_vgg.cfgs[k] for k in "ABD"]
+
+
+def test_the_resnet_class_pickles_by_its_module_name():
+    import pickle
+
+    model = build_model("resnet", "resnet_tiny", num_classes=3, in_chans=1, image_size=28, width=1.0)
+    assert type(pickle.loads(pickle.dumps(model))).__qualname__ == "ResNet"
