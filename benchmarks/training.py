@@ -17,6 +17,11 @@ Usage:
    (the basic network trained for `--teacher-epochs` only, once, cached; its cost is printed
    separately) and distilled with the default λ schedule. Over `--seeds` seeds: mean ± std.
 
+3. `training.compile` break-even (`--compile`). The same candidate (IC at every eligible site) trained
+   `--compile-epochs` epochs eagerly and under `torch.compile`, alternating, `--compile-reps` times
+   each. From the per-epoch times: the compiled run's first-epoch surplus (compilation) and its steady
+   saving per epoch give the trial length from which compiling pays, compile time included.
+
 The default run takes a few minutes on 2 CPU cores. Threads default to 1: on a shared machine two
 spinning OpenMP threads per process can make each epoch many times slower.
 """
@@ -135,6 +140,37 @@ def harness_tax(args: argparse.Namespace, device: torch.device) -> None:
     print(f"ratio fit() / bare:           {lo / b:.3f}x")
 
 
+def compile_break_even(args: argparse.Namespace, device: torch.device) -> None:
+    config = {
+        "dataset": "mnist5k", "family": "resnet_cifar", "size": args.size, "width": args.width,
+        "unit": "ic", "strategy": "all", "epochs": args.compile_epochs, "batch_size": args.batch_size,
+        "lr": 0.1, "augment": False, "seed": 0, "device": str(device), "latency": False,
+    }  # fmt: skip
+    runs: dict[bool, list[list[float]]] = {False: [], True: []}
+    for rep in range(args.compile_reps):
+        for compiled in (False, True) if rep % 2 == 0 else (True, False):
+            torch._dynamo.reset()  # every compiled run pays its own compilation, as a fresh trial does
+            curve = train_candidate({**config, "compile": compiled})["curve"]
+            runs[compiled].append([float(e["epoch_time_s"]) for e in curve])
+    eager = statistics.median(t for r in runs[False] for t in r)
+    first = statistics.median(r[0] for r in runs[True])
+    steady = statistics.median(t for r in runs[True] for t in r[1:])
+    print(
+        f"\n## 3. torch.compile break-even: resnet_cifar {args.size} x{args.width} (IC everywhere), mnist5k, "
+        f"batch {args.batch_size}, {args.compile_epochs} epochs, {args.compile_reps} alternating runs each"
+    )
+    print(f"eager epoch {eager:.2f} s | compiled: first epoch {first:.2f} s, later epochs {steady:.2f} s")
+    saving = eager - steady
+    if saving <= 0:
+        print(f"compiled epochs are not faster ({steady / eager:.2f}x eager): compiling never pays here")
+        return
+    epochs = (first - steady) / saving
+    print(
+        f"compiled later epochs {steady / eager:.2f}x eager; compilation costs {first - steady:.1f} s, "
+        f"repaid after {epochs:.1f} epochs ({epochs * eager / 60:.1f} min of eager training)"
+    )
+
+
 def epochs_to(curve: list[dict[str, Any]], target: float) -> int | None:
     return next((e["epoch"] for e in curve if e["val_acc"] >= target), None)
 
@@ -233,6 +269,9 @@ def main() -> int:
     parser.add_argument("--variants", default="abc", help="which of (a), (b), (c) to run, e.g. 'c'")
     parser.add_argument("--skip-tax", action="store_true")
     parser.add_argument("--skip-wld", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also part 3, the torch.compile break-even")
+    parser.add_argument("--compile-epochs", type=int, default=3)
+    parser.add_argument("--compile-reps", type=int, default=2)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -245,6 +284,8 @@ def main() -> int:
         harness_tax(args, device)
     if not args.skip_wld:
         wld_claim(args, device)
+    if args.compile:
+        compile_break_even(args, device)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0
 
