@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icbench.report import stats
 from icbench.report.pareto import candidates
 
 if TYPE_CHECKING:
@@ -322,3 +323,168 @@ def cell_curves(trials: pd.DataFrame, factors: Sequence[str]) -> list[CellCurve]
         )
         out.append(CellCurve(_cell_label(factors, keys), np.arange(1, length + 1), mean, std, n))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired comparisons over seeds
+
+
+@dataclass
+class PairedTable:
+    """Paired comparisons of one report table, Holm-corrected together.
+
+    Attributes:
+        metric: the compared column (`test_acc` when every compared trial has one, else `val_acc`).
+        rows: one comparison per row, `p_adjusted` by Holm's correction over `rows`.
+        note: why there are no rows, or what was left out (empty when nothing needs saying).
+    """
+
+    metric: str
+    rows: list[stats.Paired]
+    note: str = ""
+
+
+def comparison_metric(frames: Sequence[pd.DataFrame]) -> str:
+    """`test_acc` when every trial of every frame was evaluated on the test split, else `val_acc`."""
+    tested = all("test_acc" in f and f["test_acc"].notna().all() for f in frames)
+    return "test_acc" if tested and frames else "val_acc"
+
+
+def seed_values(group: pd.DataFrame, metric: str) -> dict[Any, float] | None:
+    """Seed -> metric of a configuration's trials; None when a seed occurs twice (not one configuration)."""
+    if "seed" not in group:
+        return None
+    seeds = group["seed"].map(_key)
+    if seeds.duplicated().any():
+        return None
+    return {s: float(v) for s, v in zip(seeds, group[metric].astype(float), strict=True)}
+
+
+def _paired_rows(
+    items: Sequence[tuple[str, pd.DataFrame]], refs: Sequence[tuple[str, pd.DataFrame]], metric: str
+) -> list[stats.Paired]:
+    rows = []
+    for (label, group), (ref_label, ref) in zip(items, refs, strict=True):
+        a, b = seed_values(group, metric), seed_values(ref, metric)
+        rows.append(stats.paired(label, a or {}, ref_label, b or {}))
+    return stats.holm_table(rows)
+
+
+def _is_basic(group: pd.DataFrame) -> bool:
+    return "is_basic" in group and bool(group["is_basic"].fillna(False).astype(bool).all())
+
+
+def _plain(group: pd.DataFrame) -> bool:
+    """No WLD in any trial of the group (a basic network trained on its own)."""
+    return "wld" not in group or not group["wld"].fillna(False).astype(bool).any()
+
+
+def ablation_paired(trials: pd.DataFrame, factors: Sequence[str]) -> PairedTable:
+    """Each ablation cell against the basic cell (all-conv; without WLD where WLD is a factor), paired by
+    seed. Cells that pool several trials per seed (a non-grid study) are not paired."""
+    cells = _cells(trials, factors)
+    metric = comparison_metric([g for _, g in cells])
+    if not cells:
+        return PairedTable(metric, [], "no COMPLETE trial, so no comparison")
+    labelled = [(_cell_label(factors, keys), g) for keys, g in cells]
+    pooled = [label for label, g in labelled if seed_values(g, metric) is None]
+    if pooled:
+        return PairedTable(
+            metric,
+            [],
+            "no paired comparison: a cell holds several trials with one seed (it pools different "
+            "configurations, each trained once), so there are no per-seed pairs",
+        )
+    basic = [(label, g) for label, g in labelled if _is_basic(g)]
+    if not basic:
+        return PairedTable(metric, [], "no paired comparison: no cell is the basic (all-conv) network")
+    ref = next(((label, g) for label, g in basic if _plain(g)), basic[0])
+    others = [(label, g) for label, g in labelled if label != ref[0]]
+    return PairedTable(metric, _paired_rows(others, [ref] * len(others), metric))
+
+
+def _config_label(row: pd.Series, with_size: bool) -> str:
+    label = str(_key(row.get("placement")))
+    if bool(_key(row.get("wld")) is True):
+        label += " + WLD"
+    if with_size:
+        width = row.get("width")
+        label += (
+            f" ({_key(row.get('size'))}" + (f" x{float(width):g}" if _key(width) != UNSPECIFIED else "") + ")"
+        )
+    return label
+
+
+def _configurations(trials: pd.DataFrame, min_seeds: int = 2) -> list[pd.DataFrame]:
+    """COMPLETE configurations (identical apart from the seed) run with at least `min_seeds` seeds."""
+    cand = candidates(trials, ["val_acc"])
+    if cand.empty or "seed" not in cand:
+        return []
+    keys = config_columns(cand)
+    table = cand.copy()
+    for col in keys:
+        table[col] = table[col].map(lambda v: repr(_key(v)))
+    return [
+        cand.loc[g.index]
+        for _, g in table.groupby(keys, sort=False, dropna=False)
+        if g["seed"].dropna().nunique() >= min_seeds
+    ]
+
+
+def _net_key(row: pd.Series) -> tuple[str, ...]:
+    return tuple(str(_key(row.get(k))) for k in ("family", "size", "width"))
+
+
+def repeats_paired(trials: pd.DataFrame) -> PairedTable:
+    """Each configuration run with several seeds against the basic network of the same family, size and
+    width run with several seeds (the one with most seeds, plain training preferred), paired by seed."""
+    configs = _configurations(trials)
+    metric = comparison_metric(configs)
+    if not configs:
+        return PairedTable(metric, [], "no configuration was run with more than one seed")
+    sizes = {_net_key(g.iloc[0]) for g in configs}
+    refs: dict[tuple[str, ...], pd.DataFrame] = {}
+    for g in sorted(configs, key=lambda g: (not _plain(g), -len(g))):
+        if _is_basic(g):
+            refs.setdefault(_net_key(g.iloc[0]), g)
+    items, ref_items, missing = [], [], 0
+    for g in configs:
+        ref = refs.get(_net_key(g.iloc[0]))
+        if ref is None:
+            missing += 1
+        elif ref is not g:
+            items.append((_config_label(g.iloc[0], len(sizes) > 1), g))
+            ref_items.append((_config_label(ref.iloc[0], len(sizes) > 1), ref))
+    note = (
+        f"{missing} repeated configuration(s) have no basic network of their size run with several seeds"
+        if missing
+        else ""
+    )
+    if not items and not note:
+        note = "only basic networks were run with more than one seed"
+    return PairedTable(metric, _paired_rows(items, ref_items, metric), note)
+
+
+def cross_paired(a: pd.DataFrame, b: pd.DataFrame, label_a: str, label_b: str) -> PairedTable:
+    """Configurations present in both studies (same family, size, width, placement and WLD), A against B,
+    paired by seed."""
+    match = ("family", "size", "width", "placement", "wld")
+    configs_a, configs_b = _configurations(a), _configurations(b)
+
+    def key(g: pd.DataFrame) -> tuple[str, ...]:
+        return tuple(str(_key(g.iloc[0].get(k))) for k in match)
+
+    by_b = {key(g): g for g in configs_b}
+    items, refs = [], []
+    for g in configs_a:
+        other = by_b.get(key(g))
+        if other is not None:
+            label = _config_label(g.iloc[0], True)
+            items.append((f"{label} in {label_a}", g))
+            refs.append((f"{label} in {label_b}", other))
+    metric = comparison_metric([g for _, g in items] + [g for _, g in refs])
+    if not items:
+        return PairedTable(
+            metric, [], "no configuration was run with several seeds in both studies, so none is paired"
+        )
+    return PairedTable(metric, _paired_rows(items, refs, metric))

@@ -53,8 +53,10 @@ _DESCRIPTIONS = {
     "pareto.png": "validation accuracy against MACs, front as a step line",
     "hypervolume.csv": "(val acc, MACs) hypervolume by trial and by wall-clock, with its reference point",
     "hypervolume.png": "the hypervolume by trial and by wall-clock",
-    "placements.md": "per strategy and unit: counts and best accuracy within MACs budgets; seed repeats",
-    "ablation.md": "factor cells with mean ± std over seeds and epochs to target",
+    "placements.md": "per strategy and unit: counts and best accuracy within MACs budgets; seed repeats and "
+    "their paired comparisons against the basic network",
+    "ablation.md": "factor cells with mean ± std over seeds, epochs to target, paired comparisons against the "
+    "basic cell (95% t intervals, Holm-corrected)",
     "curves.png": "validation accuracy per epoch per cell",
 }
 
@@ -420,7 +422,15 @@ def build_report(
     report.files["placements.md"] = _write_text(
         out / "placements.md",
         tables.placements_markdown(
-            by_strategy, by_unit, by_both, repeats, budgets, budget_text, acc_values, study_name
+            by_strategy,
+            by_unit,
+            by_both,
+            repeats,
+            budgets,
+            budget_text,
+            acc_values,
+            study_name,
+            aggregate.repeats_paired(trials),
         ),
     )
 
@@ -436,7 +446,15 @@ def build_report(
     report.files["ablation.md"] = _write_text(
         out / "ablation.md",
         tables.ablation_markdown(
-            cells, factors, target, acc_values, study_name, data.is_grid, target_text, test_text
+            cells,
+            factors,
+            target,
+            acc_values,
+            study_name,
+            data.is_grid,
+            target_text,
+            test_text,
+            aggregate.ablation_paired(trials, factors),
         ),
     )
     curves = aggregate.cell_curves(trials, factors)
@@ -563,6 +581,22 @@ def compare_studies(
         for r in merged.itertuples(index=False)
     ]
     lines.append(tables.markdown_table(headers, body, "lrllrrrrl"))
+    lines.append(
+        "\nEach row above is one trial: one training run with one seed (search-time values). Paired "
+        "comparisons over seeds follow.\n"
+    )
+    cross = aggregate.cross_paired(studies[0].trials, studies[1].trials, labels[0], labels[1])
+    lines.append(
+        tables.paired_markdown(cross, every["val_acc"] if len(every) else [1.0], "Paired: A against B")
+    )
+    for label, study in zip(labels, studies, strict=True):
+        within = aggregate.repeats_paired(study.trials)
+        if within.rows:
+            lines.append(
+                tables.paired_markdown(
+                    within, study.trials["val_acc"], f"Paired within {label}: against its basic network"
+                )
+            )
     lines.append("\n![Fronts overlaid](compare.png)\n")
     report.files["compare.md"] = _write_text(out / "compare.md", "\n".join(lines))
     report.files["compare.png"] = _atomic(

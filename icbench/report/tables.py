@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from icbench.report.aggregate import Budget
+from icbench.report import stats
+from icbench.report.aggregate import Budget, PairedTable
 from icbench.report.pareto import accuracy_top
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ PARETO_COLUMNS: tuple[str, ...] = (
     "MACs ({macs})",
     "Params ({params})",
     "Latency (ms)",
+    "Seeds",
     "Note",
 )
 
@@ -282,6 +284,7 @@ def pareto_display(rows: pd.DataFrame, acc_values: Any) -> tuple[list[str], list
             fmt_num(r.macs, mscale),
             fmt_num(r.params, pscale),
             fmt_fixed(r.latency_ms, 2),
+            "1" if missing(r.seed) else f"1 (seed {fmt_int(r.seed)})",
             _note(bool(r.on_front), bool(r.is_basic)),
         ]
         for r in rows.itertuples(index=False)
@@ -309,9 +312,12 @@ def pareto_markdown(
         f"# Pareto front: {study}\n",
         f"Pareto-optimal COMPLETE trials ({objs}), sorted by MACs. Rows marked *basic (reference)* are the "
         "basic (all-conv) network of each family, size and width, listed for comparison even when off the front. "
-        "Selection used validation accuracy; '-' in the test column: not evaluated on the test split.\n",
+        "Selection used validation accuracy; '-' in the test column: not evaluated on the test split. "
+        "Each row is one trial: one training run with one seed, picked as the best of many noisy single runs, "
+        "so its accuracy is an optimistic search-time value; `run_study.py confirm` retrains these rows "
+        "with fresh seeds and reports each with a 95% interval.\n",
         *([f"{test_text}\n"] if test_text else []),
-        markdown_table(headers, body, align="rllllrrrrrl"),
+        markdown_table(headers, body, align="rllllrrrrrrl"),
         f"\n{MACS_NOTE} PRUNED and FAIL trials (rejected included) are never on the front.\n",
     ]
     return "\n".join(text)
@@ -327,8 +333,9 @@ def pareto_latex(rows: pd.DataFrame, acc_values: Any, study: str, test_text: str
     return latex_table(
         headers,
         body,
-        align="rllllrrrrrl",
-        caption=f"Pareto-optimal trials of study {study}, sorted by MACs. {MACS_NOTE}{test}",
+        align="rllllrrrrrrl",
+        caption=f"Pareto-optimal trials of study {study}, sorted by MACs; each row is one training run "
+        f"(one seed), a search-time value. {MACS_NOTE}{test}",
         label=f"tab:pareto-{study}",
         raw_columns=(4,),
     )
@@ -343,8 +350,14 @@ def placements_markdown(
     budget_text: str,
     acc_values: Any,
     study: str,
+    paired: PairedTable | None = None,
 ) -> str:
-    """placements.md: per strategy, per unit, per strategy x unit, then seed repeats."""
+    """placements.md: per strategy, per unit, per strategy x unit, then seed repeats and (with `paired`)
+    their paired comparisons against the basic network.
+
+    The budget columns are single trials: each is one training run with one seed, the best of the
+    group's trials, which the text says.
+    """
     factor = acc_factor(acc_values)
     mname, mscale = macs_unit([b.macs for b in budgets if math.isfinite(b.macs)])
 
@@ -368,8 +381,9 @@ def placements_markdown(
 
     out = [
         f"# Placements and units: {study}\n",
-        f"Best validation accuracy among COMPLETE trials within each MACs budget ('-': none within it). "
-        f"{budget_text}. Failed counts include trials rejected over the MACs ceiling. {MACS_NOTE}\n",
+        f"Best validation accuracy among COMPLETE trials within each MACs budget ('-': none within it); "
+        "each value is one trial (one training run with one seed), the best of its group, so it is an "
+        f"optimistic search-time value, not a mean over seeds. {budget_text}. Failed counts include trials rejected over the MACs ceiling. {MACS_NOTE}\n",
         section("By placement strategy", by_strategy, ["strategy"]),
         section("By unit", by_unit, ["unit"]),
         section("By strategy and unit", by_both, ["strategy", "unit"]),
@@ -404,6 +418,8 @@ def placements_markdown(
             "COMPLETE configurations run with several seeds (identical apart from the seed); "
             "std is the sample standard deviation.\n\n" + markdown_table(headers, body, "llllrrr")
         )
+    if paired is not None:
+        out.append(paired_markdown(paired, acc_values, "Paired comparisons against the basic network"))
     return "\n".join(out)
 
 
@@ -429,8 +445,10 @@ def ablation_markdown(
     is_grid: bool,
     target_text: str,
     test_text: str = "",
+    paired: PairedTable | None = None,
 ) -> str:
-    """ablation.md: one row per factor cell, mean ± std over seeds.
+    """ablation.md: one row per factor cell, mean ± std over seeds; with `paired`, each cell's paired
+    comparison against the basic cell.
 
     The test column has a value only for cells whose every trial was evaluated on the test split (a mean
     over some of a cell's seeds would not compare with the others); `test_text` says which were.
@@ -481,5 +499,122 @@ def ablation_markdown(
         if body
         else "No COMPLETE trial, so no cell.\n"
     )
+    if paired is not None:
+        text.append(paired_markdown(paired, acc_values, "Paired comparisons against the basic network"))
     text.append("\nValidation accuracy per epoch for each cell: [curves.png](curves.png).\n")
     return "\n".join(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired comparisons
+
+
+METRIC_NAMES = {"test_acc": "test accuracy", "val_acc": "validation accuracy"}
+
+#: Columns of a paired-comparisons table (Markdown and CSV).
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "Configuration",
+    "Against",
+    "Seeds (n)",
+    "Mean difference (points)",
+    "95% CI (points)",
+    "p (Holm)",
+    "Verdict",
+)
+
+
+def paired_explanation(table: PairedTable, n_rows: int | None = None) -> str:
+    """What a paired table shows, in words: metric, pairing, interval method, correction, verdicts."""
+    n = len(table.rows) if n_rows is None else n_rows
+    return (
+        f"Metric: {METRIC_NAMES.get(table.metric, table.metric)}. Each row is the mean of the per-seed "
+        "differences (row minus the configuration it is compared against) over the seeds both were trained "
+        "with, in percentage points, with its 95% Student's t interval (n - 1 degrees of freedom; not a "
+        f"bootstrap). p-values are Holm-corrected over the {n} "
+        f"comparison{'s' if n != 1 else ''} of this table, so the table as a whole has at most a 5% chance "
+        "of one false 'better'/'worse'. Where no difference is detected, the verdict gives the smallest "
+        f"true difference these seeds would detect with {stats.POWER:.0%} power, given the spread seen."
+    )
+
+
+def fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def paired_body(table: PairedTable, factor: float) -> list[list[str]]:
+    """Cell texts of a paired table (differences times `factor`: 100 for fractions)."""
+    out = []
+    for r in table.rows:
+        d = r.diff
+        ci = "-" if missing(d.low) else f"[{d.low * factor:+.2f}, {d.high * factor:+.2f}]"
+        p = "-" if missing(r.p_adjusted) else fmt_p(r.p_adjusted)
+        out.append(
+            [
+                r.label,
+                r.reference,
+                str(r.n),
+                "-" if missing(d.mean) else f"{d.mean * factor:+.2f}",
+                ci,
+                p,
+                stats.verdict(r, factor=factor),
+            ]
+        )
+    return out
+
+
+def paired_markdown(table: PairedTable, acc_values: Any, title: str) -> str:
+    """A `## title` section: the paired comparisons with their explanation, or why there are none."""
+    out = [f"## {title}\n"]
+    if not table.rows:
+        out.append(f"No paired comparison: {table.note.removeprefix('no paired comparison: ')}.\n")
+        return "\n".join(out)
+    out.append(paired_explanation(table) + "\n")
+    out.append(markdown_table(PAIRED_COLUMNS, paired_body(table, acc_factor(acc_values)), "llrrrrl"))
+    if table.note:
+        out.append(f"\nNot compared: {table.note}.\n")
+    return "\n".join(out)
+
+
+def paired_frame(table: PairedTable, factor: float = 1.0) -> pd.DataFrame:
+    """The comparisons as raw numbers (for CSV): differences times `factor`."""
+    import pandas as pd
+
+    rows = [
+        {
+            "configuration": r.label,
+            "against": r.reference,
+            "metric": table.metric,
+            "n_seeds": r.n,
+            "seeds": " ".join(map(str, r.seeds)),
+            "mean_diff": r.diff.mean * factor,
+            "ci_low": r.diff.low * factor,
+            "ci_high": r.diff.high * factor,
+            "p": r.p,
+            "p_holm": r.p_adjusted,
+            "detectable_diff": r.detectable * factor,
+            "verdict": stats.verdict(r, factor=factor),
+        }
+        for r in table.rows
+    ]
+    return pd.DataFrame(rows)
+
+
+def fmt_ci(interval: stats.Interval, factor: float = 1.0, decimals: int = 2) -> str:
+    """ "m [lo, hi] (n = k)" with a 95% t interval; "m (n = 1)" for one value; "-" for none."""
+    if interval.n == 0:
+        return "-"
+    if interval.n < 2:
+        return f"{interval.mean * factor:.{decimals}f} (n = 1)"
+    return (
+        f"{interval.mean * factor:.{decimals}f} [{interval.low * factor:.{decimals}f}, "
+        f"{interval.high * factor:.{decimals}f}] (n = {interval.n})"
+    )
+
+
+def fmt_pm_ci(interval: stats.Interval, factor: float = 1.0, decimals: int = 2) -> str:
+    """ "m ± h" with h the half-width of the 95% t interval (for LaTeX tables); "m" for one value."""
+    if interval.n == 0:
+        return "-"
+    if interval.n < 2:
+        return f"{interval.mean * factor:.{decimals}f}"
+    return f"{interval.mean * factor:.{decimals}f} ± {interval.half_width * factor:.{decimals}f}"
