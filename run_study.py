@@ -6,6 +6,7 @@ python run_study.py run studies/quickstart.yaml --dry-run
 python run_study.py sites resnet_cifar --size resnet20 --image-size 32 --in-chans 3
 python run_study.py report studies/quickstart.yaml
 python run_study.py compare studies/a.yaml studies/b.yaml
+python run_study.py confirm studies/quickstart.yaml --seeds 5   # front + basic networks x 5 fresh seeds
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("study_a")
     p.add_argument("study_b")
     p.add_argument("--out", default=None)
+    p = sub.add_parser(
+        "confirm", help="retrain the study's Pareto front and basic networks with fresh seeds (resumable)"
+    )
+    p.add_argument("study")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per candidate (default: confirm_seeds, 5)")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     args = parser.parse_args(argv)
 
     try:

@@ -17,6 +17,7 @@ def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
         "sites": lambda a: _sites(a, kv),
         "report": _report,
         "compare": _compare,
+        "confirm": lambda a: _confirm(a, kv),
     }[args.command](args)
 
 
@@ -102,3 +103,11 @@ def _compare(args: argparse.Namespace) -> int:
     compare_studies(url_a, name_a, url_b, name_b, out)
     print(f"comparison written to {out}/")
     return 0
+
+
+def _confirm(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Retrain the study's front and basic networks with fresh seeds (a linked `<study>.confirm` study)."""
+    from icbench.search.confirm import confirm_study
+
+    run = confirm_study(args.study, args.seeds, report=not args.no_report, overrides=overrides)
+    return 3 if run.stop_reason else 0

@@ -37,6 +37,7 @@ MAY_CHANGE: dict[str, str] = {
     "name": "the study's identity: it is how the stored study is found",
     "description": "free text",
     "n_trials": "how many trials to run, not what one measures",
+    "confirm_seeds": "how many seeds a later confirmation gives each candidate, not what a trial measures",
     "storage": "where the study is stored",
     "runs_dir": "where run folders are written",
     "reports_dir": "where reports are written",
@@ -53,7 +54,8 @@ MAY_CHANGE: dict[str, str] = {
 }
 #: Shown in the refusal: what may change, in words.
 MAY_CHANGE_SUMMARY = (
-    "n_trials, description, storage, runs_dir, reports_dir and the execution resources, concurrency and "
+    "n_trials, confirm_seeds, description, storage, runs_dir, reports_dir and the execution resources, "
+    "concurrency and "
     "failure caps"
 )
 

@@ -281,6 +281,10 @@ class StudyConfig(_Strict):
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
+    #: Seeds per candidate. A search trains each candidate once, with `training.seed` (or the space's
+    #: `seed` parameter); `run_study.py confirm` retrains the chosen ones (front and basic networks) with
+    #: this many fresh seeds (its `--seeds` overrides it).
+    confirm_seeds: int = Field(default=5, ge=2)
     #: Parameter sets tried first (Optuna's enqueue_trial), e.g. the basic network as a reference point;
     #: parameters not given are sampled.
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
