@@ -25,6 +25,15 @@ def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
     return cand
 
 
+def teacher_cache_dir(loaded: LoadedStudy) -> Path:
+    """Where trials find the WLD teacher: the study's runs folder, or on a cluster the shared
+    `storage_path`, which every node reads, so the cluster trains one teacher, not one per node."""
+    c = loaded.config
+    if c.execution.storage_path:
+        return Path(c.execution.storage_path).expanduser().resolve() / ".teachers"
+    return (Path(c.runs_dir) / ".teachers").resolve()
+
+
 class Proposer:
     """Samples a candidate for an asked trial and decides whether it goes to a worker.
 
@@ -37,7 +46,7 @@ class Proposer:
         self.checked = checked
         c = loaded.config
         self.base = sp.base_candidate(loaded)
-        self.base["cache_dir"] = str((Path(c.runs_dir) / ".teachers").resolve())
+        self.base["cache_dir"] = str(teacher_cache_dir(loaded))
         self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
         self.max_macs = c.constraints.max_macs
         self._cost_cache: dict[str, dict[str, Any]] = {}

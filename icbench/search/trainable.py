@@ -26,6 +26,18 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
+def ray_node() -> dict[str, str]:
+    """The Ray node this process runs on: its id and name (`ray start --node-name`); empty outside Ray."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id()
+        names = {n["NodeID"]: n.get("NodeName", "") for n in ray.nodes()}
+    except Exception:  # not in a Ray worker, or the GCS is unreachable: the trial goes on without it
+        return {}
+    return {"ray_node_id": node_id, "ray_node_name": names.get(node_id, "")}
+
+
 def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
     """Train one candidate and report each epoch to Tune; the last report carries the final metrics.
 
@@ -100,5 +112,5 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
         except Exception:  # an invalid device is this trial's failure, already recorded
             machine = describe_machine("cpu")
     # Tune flattens nested dicts in results: the machine travels as JSON text.
-    final["machine"] = json.dumps(machine, sort_keys=True)
+    final["machine"] = json.dumps({**machine, **ray_node()}, sort_keys=True)
     tune.report({**last, **final, FINAL_KEY: True})

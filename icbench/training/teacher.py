@@ -1,7 +1,8 @@
 """The WLD teacher: the basic network, trained once per configuration and cached, or read from a file.
 
 Cache layout (`cache_dir`): `<key>.pt` (the state dict, CPU tensors), `<key>.json` (the spec the key
-hashes, the teacher's metrics and versions) and `<key>.lock`. The key is a hash of everything that
+hashes, the teacher's metrics and versions), `<key>.lock`, and `<key>.uses.jsonl` (one line per trial that
+trained or loaded the teacher: host, process, Ray node; a log for people, never read back). The key is a hash of everything that
 determines the teacher's weights: family, size, width, family options, dataset (root and options),
 recipe and teacher seed; not the device or thread count.
 
@@ -9,6 +10,12 @@ Concurrent trials are safe: the first one to need a teacher takes the key's file
 the others wait on the lock and then load it. Files are written under a temporary name and renamed
 into place (`os.replace` is atomic), so a half-written checkpoint is never visible, and a reader that
 finds both files needs no lock at all.
+
+On a Ray cluster the search puts the cache under the shared `storage_path` (every node mounts it), so the
+cluster trains one teacher, not one per node. The lock is `filelock`'s `flock(2)` lock, which a shared
+filesystem coordinates across machines (NFS turns it into a lock held by the server, released when the
+holder's lease lapses if its machine dies); a filesystem without cross-client locks (Lustre without
+`-o flock`) would let two nodes train the same teacher at once, both to the same result, one rename last.
 """
 
 from __future__ import annotations
@@ -147,6 +154,27 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def _log_use(path: Path, event: str) -> None:
+    """Append who trained or loaded a cached teacher: one short line, one `write` in append mode."""
+    import socket
+    import sys
+
+    line: dict[str, Any] = {
+        "event": event,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    ray = sys.modules.get("ray")  # only inside a Ray worker; never imported here
+    if ray is not None and ray.is_initialized():
+        line["ray_node_id"] = ray.get_runtime_context().get_node_id()
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+    except OSError:  # a read-only cache still serves its teacher
+        pass
+
+
 def cached_teacher(
     spec: Mapping[str, Any],
     cache_dir: str | os.PathLike[str],
@@ -188,6 +216,7 @@ def cached_teacher(
                 # Metadata first, weights last: the weights file is what marks the entry complete.
                 _atomic_write(meta, lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
                 _atomic_write(weights, lambda f: torch.save(state, f))
+                _log_use(cache / f"{key}.uses.jsonl", "trained")
                 model = build_basic()
                 model.load_state_dict(state)
                 return Teacher(model.eval(), state, key, metrics["val_acc"], "trained", record)
@@ -201,6 +230,7 @@ def cached_teacher(
     model = build_basic()
     check_state_dict(model, state, source=str(weights))
     model.load_state_dict(state)
+    _log_use(cache / f"{key}.uses.jsonl", "loaded")
     return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
 
 
