@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,26 @@ def _network(row: Any) -> str:
     return size if w == 1.0 or math.isnan(w) else f"{size} x{w:g}"
 
 
+def _wld(row: Any) -> bool:
+    value = row.get("wld")
+    return bool(value) and not tables.missing(value)
+
+
+def parameters_text(row: Any) -> str:
+    """The source trial's sampled parameters, e.g. "unit=ic, wld=True, lr=0.163" (mask bits left out: the
+    placement shows them)."""
+    out = []
+    for name, value in row.items():
+        if not str(name).startswith("param_") or tables.missing(value):
+            continue
+        key = str(name).removeprefix("param_")
+        if re.search(r"_\d+$", key) and isinstance(value, (bool, np.bool_)):
+            continue
+        text = f"{value:.3g}" if isinstance(value, float) and not float(value).is_integer() else str(value)
+        out.append(f"{key}={text}")
+    return ", ".join(out) or "-"
+
+
 def candidates(source: StudyData, confirm: StudyData) -> tuple[list[Candidate], dict[str, Any]]:
     """The confirmed candidates, in the order of the link, and the link itself."""
     link = dict(confirm.user_attrs.get(LINK_ATTR) or {})
@@ -114,7 +135,8 @@ def paired_table(cands: list[Candidate]) -> PairedTable:
 
         rows.append(
             stats.paired(
-                f"#{c.number} {c.source.get('placement')} ({_network(c.source)})",
+                f"#{c.number} {c.source.get('placement')}{' + WLD' if _wld(c.source) else ''} "
+                f"({_network(c.source)})",
                 values(c),
                 f"basic #{ref.number}",
                 values(ref),
@@ -140,6 +162,8 @@ def confirm_frame(cands: list[Candidate]) -> pd.DataFrame:
                 "width": s.get("width"),
                 "unit": s.get("unit"),
                 "placement": s.get("placement"),
+                "wld": _wld(s),
+                "parameters": parameters_text(s),
                 "is_basic": c.is_basic,
                 "macs": s.get("macs"),
                 "search_seed": s.get("seed"),
@@ -180,6 +204,8 @@ def confirm_markdown(
         "Network",
         "Unit",
         "Placement",
+        "WLD",
+        "Parameters (search)",
         f"MACs ({mname})",
         "Val acc (%), search (1 seed)",
         "Val acc (%), confirmed: mean [95% CI] (n seeds)",
@@ -199,6 +225,8 @@ def confirm_markdown(
                 _network(s),
                 tables.fmt_text(s.get("unit")),
                 f"`{s.get('placement')}`",
+                "yes" if _wld(s) else "no",
+                parameters_text(s),
                 tables.fmt_num(s.get("macs"), mscale),
                 tables.fmt_fixed(s.get("val_acc"), 2, factor),
                 tables.fmt_ci(c.val, factor),
@@ -231,10 +259,13 @@ def confirm_markdown(
             f"Search minus confirmed validation accuracy, averaged over the candidates: "
             f"{sum(gaps) / len(gaps) * factor:+.2f} points (positive: the search was optimistic).\n"
         )
-    lines.append(tables.markdown_table(headers, body, "lllllrrrrrrl"))
+    lines.append(tables.markdown_table(headers, body, "lllllllrrrrrrl"))
     lines.append(
         f"\n{tables.MACS_NOTE} Front (confirmed): Pareto-optimal among these rows by confirmed mean validation "
-        "accuracy and MACs.\n"
+        "accuracy and MACs. Each row is retrained exactly as the search trained it (its parameters, "
+        "recipe and budget; with WLD, warm-started from and distilled from the same cached basic teacher); "
+        "only the seed changes. A comparison with the basic network is therefore of the whole recipe, WLD "
+        "and learning rate included, not of the unit alone.\n"
     )
     lines.append(tables.paired_markdown(paired, acc, "Paired comparisons against the basic network"))
     return "\n".join(lines)
@@ -249,6 +280,7 @@ def confirm_latex(cands: list[Candidate], link: dict[str, Any], source: StudyDat
         "Network",
         "Unit",
         "Placement",
+        "WLD",
         f"MACs ({mname})",
         "Val acc (%) search",
         "Val acc (%) confirmed",
@@ -260,6 +292,7 @@ def confirm_latex(cands: list[Candidate], link: dict[str, Any], source: StudyDat
             _network(c.source),
             tables.fmt_text(c.source.get("unit")),
             r"\texttt{" + tables.latex_escape(str(c.source.get("placement"))) + "}",
+            "yes" if _wld(c.source) else "no",
             tables.fmt_num(c.source.get("macs"), mscale),
             tables.fmt_fixed(c.source.get("val_acc"), 2, factor),
             tables.fmt_pm_ci(c.val, factor),
@@ -272,7 +305,7 @@ def confirm_latex(cands: list[Candidate], link: dict[str, Any], source: StudyDat
     return tables.latex_table(
         headers,
         body,
-        align="lllrrrrr",
+        align="llllrrrrr",
         caption=f"Study {study}: chosen trials retrained with {len(link.get('seeds', []))} fresh seeds. "
         "Confirmed: mean ± half-width of the 95% Student's t interval over the seeds; search: one run "
         f"(one seed), the best of the search. {tables.MACS_NOTE}",

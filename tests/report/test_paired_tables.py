@@ -95,7 +95,9 @@ def _confirmation(url: str, seeds: list[int], failed_seed: int | None = None) ->
         params={},
         start_s=0,
         duration_s=1,
-        attrs=metrics(0.905, BASIC_MACS, unit="conv", strategy="none", placement="conv:000000", test=0.9),
+        attrs=metrics(
+            0.905, BASIC_MACS, unit="conv", strategy="none", placement="conv:000000", test=0.9, wld=False
+        ),
     )
     add_trial(src, state=TrialState.COMPLETE, params={}, start_s=2, duration_s=1,
               attrs=metrics(0.95, BASIC_MACS, unit="ic", strategy="all", placement="ic:111111", test=0.94))  # fmt: skip
@@ -124,12 +126,15 @@ def test_confirmation_report_sets_search_values_beside_confirmed_intervals(tmp_p
     # Basic: test = BASIC, mean 90.50, sd 0.79 -> 90.50 [89.52, 91.48]; IC: BASIC + GAIN, sd 1.27 ->
     # 93.00 [91.42, 94.58]. Paired, the seed noise both share cancels: +2.50 [+1.88, +3.12].
     assert (
-        "| #0 (basic) | resnet8 | conv | `conv:000000` | 10.00 | 90.50 | 90.50 [89.52, 91.48] (n = 5) | +0.00 |"
+        "| #0 (basic) | resnet8 | conv | `conv:000000` | no | - | 10.00 | 90.50 | 90.50 [89.52, 91.48] (n = 5) | +0.00 |"
         in md
     )
-    assert "| #1 | resnet8 | ic | `ic:111111` | 10.00 | 95.00 | 93.00 [91.42, 94.58] (n = 5) | +2.00 |" in md
     assert (
-        "| #1 ic:111111 (resnet8) | basic #0 | 5 | +2.50 | [+1.88, +3.12] | <0.001 | better than basic #0"
+        "| #1 | resnet8 | ic | `ic:111111` | yes | - | 10.00 | 95.00 | 93.00 [91.42, 94.58] (n = 5) | +2.00 |"
+        in md
+    )
+    assert (
+        "| #1 ic:111111 + WLD (resnet8) | basic #0 | 5 | +2.50 | [+1.88, +3.12] | <0.001 | better than basic #0"
         in md
     )
     assert "5 fresh seeds each (1000, 1001, 1002, 1003, 1004;" in md
@@ -144,5 +149,5 @@ def test_confirmation_with_too_few_seeds_and_a_failed_seed(tmp_path: Path) -> No
     _confirmation(url, [1000, 1001], failed_seed=1001)
     md = build_confirm_report(url, "src", url, "src.confirm", tmp_path / "conf")["confirm.md"].read_text()
     assert "too few seeds (one common seed): no interval" in md
-    assert "| #1 | resnet8 | ic | `ic:111111` | 10.00 | 95.00 | 92.00 (n = 1) |" in md
+    assert "| #1 | resnet8 | ic | `ic:111111` | yes | - | 10.00 | 95.00 | 92.00 (n = 1) |" in md
     assert "| 1 | no |" in md or "| 1 | yes |" in md  # one failed seed counted
