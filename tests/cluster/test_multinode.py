@@ -184,8 +184,7 @@ def test_two_nodes_worker_killed_driver_killed_one_teacher(tmp_path: Path, postg
     assert len(keys) == 1 and None not in keys
     (key,) = keys
     uses = [
-        json.loads(line)
-        for line in (shared / ".teachers" / f"{key}.uses.jsonl").read_text().splitlines()
+        json.loads(line) for line in (shared / ".teachers" / f"{key}.uses.jsonl").read_text().splitlines()
     ]
     assert [u["event"] for u in uses].count("trained") == 1
     assert len({u.get("ray_node_id") for u in uses}) >= 2
