@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -63,7 +64,9 @@ def test_cache_trains_once_and_then_loads_from_disk(tmp_path, splits, count_trai
         assert torch.equal(v, second.state_dict[k])
     assert not second.model.training
     # no temporary files are left behind
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".lock", ".pt"]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".jsonl", ".lock", ".pt"]
+    uses = [json.loads(line) for line in (tmp_path / f"{key}.uses.jsonl").read_text().splitlines()]
+    assert [u["event"] for u in uses] == ["trained", "loaded"]  # who trained it, who loaded it
 
 
 def test_another_recipe_is_another_teacher(tmp_path, splits, count_training):
