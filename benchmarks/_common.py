@@ -20,14 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-    except OSError:
-        pass
-    return name
+    """The CPU's model name (`icbench.machine.cpu_model`)."""
+    from icbench.machine import cpu_model as model
+
+    return model()
 
 
 def device_line() -> str:
@@ -151,3 +147,21 @@ def quiet_ray_env() -> None:
     """The environment variables the study runner sets before importing Ray (set here before timing it)."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def read_cells(path: Path) -> dict[tuple[Any, ...], float]:
+    """The finished cells of a resumable benchmark: key -> validation accuracy (JSON lines at `path`)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        return {}
+    return {tuple(r["key"]): r["val_acc"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def append_cell(path: Path, key: tuple[Any, ...], val_acc: float, seconds: float) -> None:
+    """Record one finished cell, so that a killed run resumes after it."""
+    import json
+
+    with path.open("a") as f:
+        f.write(json.dumps({"key": list(key), "val_acc": val_acc, "seconds": seconds}) + "\n")

@@ -50,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _common import ROOT, header, mean_std, table, write_study  # noqa: E402
+from _common import ROOT, append_cell, header, mean_std, read_cells, table, write_study  # noqa: E402
 
 PEER = ROOT.parent / "shared" / "peer" / "raw_optuna_ray.py"
 MACS_MARGIN = 1.1
@@ -65,6 +65,7 @@ PREVIOUS = {
     "label_smoothing": 0.0,
     "init": "family",
     "augment": None,
+    "augment_from_epochs": 1,  # the dataset's augmentation at every budget
 }
 
 
@@ -274,12 +275,7 @@ def part_recipe(args: argparse.Namespace, peer: Path) -> None:
     torch.set_num_threads(1)
     peer_mod = _load_peer_module(peer)
     results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[tuple, float] = {}
-    if results.exists():
-        for ln in results.read_text().splitlines():
-            r = json.loads(ln)
-            done[tuple(r["key"])] = r["val_acc"]
+    done = read_cells(results)
     arms = ["peer", "icbench"] + (["icbench, previous default"] if args.previous else [])
     nets = [tuple(int(v) for v in n.split("x")) for n in args.nets]
     print(
@@ -304,17 +300,7 @@ def part_recipe(args: argparse.Namespace, peer: Path) -> None:
                                 recipe = PREVIOUS if arm != "icbench" else {}
                                 acc = icbench_run(dataset, blocks, width, lr, epochs, seed, recipe)
                             done[key] = acc
-                            with results.open("a") as f:
-                                f.write(
-                                    json.dumps(
-                                        {
-                                            "key": list(key),
-                                            "val_acc": acc,
-                                            "seconds": time.perf_counter() - start,
-                                        }
-                                    )
-                                    + "\n"
-                                )
+                            append_cell(results, key, acc, time.perf_counter() - start)
     rows, behind = [], []
     for dataset in args.datasets:
         for blocks, width in nets:
