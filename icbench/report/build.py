@@ -408,7 +408,8 @@ def build_report(
     factor = tables.acc_factor(acc_values)
     extra.insert(
         0,
-        f"Best validation accuracy: {tables.fmt_fixed(best['val_acc'], 2, factor)} % "
+        f"Best validation accuracy (one trial: one run with one seed): "
+        f"{tables.fmt_fixed(best['val_acc'], 2, factor)} % "
         f"(trial #{int(best['number'])}, "
         f"unit {tables.fmt_text(best['unit'])}, MACs {tables.fmt_num(best['macs'], bscale)} {bname}).\n",
     )
