@@ -34,9 +34,13 @@ if TYPE_CHECKING:
 
     from icbench.report.load import StorageLike
 
-#: Must match `icbench.search.confirm` (the report does not import the search layer).
+#: Study user attribute of a confirmation study: {study, storage, fingerprint_hash, trials, basic_trials,
+#: seeds}. Defined here, where the report reads it; `icbench.search.confirm` writes it.
 LINK_ATTR = "confirmation_of"
-SOURCE_COLUMN = "attr_source_trial"
+#: Trial user attributes naming a confirmation trial's point: the source trial and the seed.
+SOURCE_ATTR = "source_trial"
+SEED_ATTR = "confirm_seed"
+SOURCE_COLUMN = f"attr_{SOURCE_ATTR}"
 
 CONFIRM_FILES = ("confirm.md", "confirm.csv", "confirm.tex", "paired.csv", "trials.csv")
 

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from icbench.errors import ConfigError, IcbenchError
+from icbench.report.confirm import LINK_ATTR, SEED_ATTR, SOURCE_ATTR
 from icbench.search import fingerprint as fpr
 from icbench.search.runner import UNSETTLED, StudyRun, counts, storage_url
 from icbench.search.schema import (
@@ -46,11 +47,6 @@ from icbench.search.schema import (
 
 #: Appended to the source study's name to name its confirmation study.
 SUFFIX = ".confirm"
-#: Study user attribute of the confirmation study: {study, storage, fingerprint_hash, trials, seeds}.
-LINK_ATTR = "confirmation_of"
-#: Trial user attributes naming a confirmation trial's point: the source trial and the seed.
-SOURCE_ATTR = "source_trial"
-SEED_ATTR = "confirm_seed"
 #: Fresh seeds are the first K integers from here that no trial of the source study used.
 SEED_BASE = 1000
 _SEED_PARAM = IntParam(type="int", low=0, high=2**31 - 1)
