@@ -27,15 +27,17 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def ray_node() -> dict[str, str]:
-    """The Ray node this process runs on: its id and name (`ray start --node-name`); empty outside Ray."""
+    """The Ray node this process runs on, by name (`ray start --node-name`, by default its IP address);
+    empty outside Ray. Only the name goes into the machine record: a node's id changes every time Ray
+    starts, so a resumed local study would otherwise count one machine twice."""
     try:
         import ray
 
         node_id = ray.get_runtime_context().get_node_id()
-        names = {n["NodeID"]: n.get("NodeName", "") for n in ray.nodes()}
+        names = {n["NodeID"]: n.get("NodeName") for n in ray.nodes()}
     except Exception:  # not in a Ray worker, or the GCS is unreachable: the trial goes on without it
         return {}
-    return {"ray_node_id": node_id, "ray_node_name": names.get(node_id, "")}
+    return {"ray_node": names.get(node_id) or node_id}
 
 
 def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:

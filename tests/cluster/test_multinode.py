@@ -86,7 +86,7 @@ def _training_on(cluster: Cluster, node: str) -> list[int]:
 
 
 def _node(t: optuna.trial.FrozenTrial) -> str:
-    return json.loads(t.user_attrs.get("machine", "{}")).get("ray_node_name", "")
+    return json.loads(t.user_attrs.get("machine", "{}")).get("ray_node", "")
 
 
 def test_two_nodes_worker_killed_driver_killed_one_teacher(tmp_path: Path, postgres_url: str) -> None:

@@ -76,7 +76,7 @@ def test_readme_cluster_script_verbatim(tmp_path: Path, postgres_url: str) -> No
         storage.engine.dispose()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
-    nodes = {json.loads(t.user_attrs["machine"]).get("ray_node_name") for t in complete}
+    nodes = {json.loads(t.user_attrs["machine"]).get("ray_node") for t in complete}
     assert nodes == {"head", "worker1"}, nodes
     report = shared / "reports" / "cluster_quickstart"
     assert {"summary.md", "trials.csv", "pareto.png"} <= {p.name for p in report.iterdir()}
