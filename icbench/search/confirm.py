@@ -225,6 +225,7 @@ def confirm_study(
     import time
 
     from icbench.report.evaluation import shown_trials
+    from icbench.report.load import StorageError, StudyNotFoundError
     from icbench.report.load import load_study as read_study
     from icbench.search import runner
     from icbench.search.checks import check_data_present, check_environment, check_study
@@ -239,7 +240,14 @@ def confirm_study(
             f"--seeds {k}: a confirmation needs at least 2 seeds for an interval", source=str(path)
         )
     src_url = storage_url(loaded)
-    source = read_study(src_url, c.name)
+    try:
+        source = read_study(src_url, c.name)
+    except (StorageError, StudyNotFoundError) as e:
+        raise ConfigError(
+            f"nothing to confirm: the study has not been run here ({e}); run it first with "
+            f"`run_study.py run {path}`",
+            source=str(path),
+        ) from None
     stored = source.user_attrs.get(fpr.FINGERPRINT_ATTR)
     if stored is not None:  # the file must still describe the stored experiment, or we would retrain another
         fpr.check_unchanged(

@@ -99,6 +99,13 @@ def test_a_study_without_a_front_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "runs" / "s.confirm").exists()  # no confirmation study was created
 
 
+def test_a_study_that_was_never_run_is_refused(tmp_path: Path) -> None:
+    path = write_study(tmp_path, TINY, SPACE)
+    with pytest.raises(ConfigError, match="has not been run here"):
+        confirm_study(path, 3, echo=lambda s: None)
+    assert not (tmp_path / "runs" / "s.confirm").exists()
+
+
 def test_a_changed_study_file_is_refused(tmp_path: Path) -> None:
     path = _source(tmp_path, [("conv", 0.9), ("ic", 0.92)])
     path.write_text(path.read_text().replace("epochs: 1", "epochs: 2"))
