@@ -230,7 +230,7 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
     teacher_files = list(Path(cache).glob("*.json"))
     print(
         f"\n## 2. WLD: epochs to {args.target:.1%} validation accuracy on mnist5k, resnet_cifar {args.size} "
-        f"width {args.width}, {args.epochs} epochs (cosine), batch {args.batch_size}, "
+        f"width {args.width}, {args.epochs} epochs (the default recipe), batch {args.batch_size}, "
         f"seeds 0..{args.seeds - 1}"
     )
     header = (
