@@ -344,7 +344,7 @@ def run_study(
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
 
-    with _driver_lock(loaded, url):
+    with _cluster_connection(loaded), _driver_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)
         grid = GridPoints(loaded.space) if c.sampler.name == "grid" else None
@@ -380,6 +380,27 @@ def run_study(
     run.wall_time_s = time.perf_counter() - t0
     echo(f"done in {run.wall_time_s:.1f} s")
     return run
+
+
+@contextlib.contextmanager
+def _cluster_connection(loaded: LoadedStudy) -> Iterator[None]:
+    """On a cluster (`execution.address`): connect, and refuse a study none of whose nodes can place one
+    trial, before the driver lock and the storage are touched. Locally nothing happens here: the machine
+    was checked by `check_environment`, and Ray starts only when the first trial is due."""
+    if not loaded.config.execution.address:
+        yield
+        return
+    import ray
+
+    from icbench.search import resources
+
+    started = _init_ray(loaded)
+    try:
+        resources.check_connected(loaded)
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @contextlib.contextmanager

@@ -262,3 +262,19 @@ def test_the_runner_checks_the_connected_ray_before_the_first_trial(
     assert err.value.field == "execution.cpus_per_trial"
     stored = optuna.load_study(study_name="res", storage=storage_url(load_study(study)))
     assert stored.trials == []
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_cluster_that_cannot_place_a_trial_is_refused_before_storage_is_written(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """With `execution.address` the runner connects first (here: the session's Ray, 2 CPUs, already
+    connected) and checks its nodes before the driver lock and the study database exist."""
+    from icbench.search.runner import run_study
+
+    study = _study(tmp_path, f"{{address: auto, storage_path: {tmp_path / 'shared'}, cpus_per_trial: 3}}")
+    with pytest.raises(ConfigError) as err:
+        run_study(study, report=False, echo=lambda line: None)
+    assert err.value.field == "execution.cpus_per_trial"
+    assert not (tmp_path / "runs").exists()
