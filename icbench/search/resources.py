@@ -100,20 +100,17 @@ def check_capacity(loaded: LoadedStudy, have: Capacity) -> None:
             source=study,
             field="execution.device",
         )
-    if ex.gpus_per_trial > have.gpus:
-        raise ConfigError(
-            f"{ex.gpus_per_trial:g} GPU(s) per trial are asked for, but {have.source}: no trial could ever "
-            "start (Ray would keep it PENDING)",
-            source=study,
-            field="execution.gpus_per_trial",
-        )
-    if ex.cpus_per_trial > have.cpus:
-        raise ConfigError(
-            f"{ex.cpus_per_trial:g} CPU(s) per trial are asked for, but {have.source}: no trial could ever "
-            "start (Ray would keep it PENDING)",
-            source=study,
-            field="execution.cpus_per_trial",
-        )
+    for kind, asked, available in (
+        ("GPU", ex.gpus_per_trial, have.gpus),
+        ("CPU", ex.cpus_per_trial, have.cpus),
+    ):
+        if asked > available:
+            raise ConfigError(
+                f"{asked:g} {kind}(s) per trial are asked for, but {have.source}: no trial could ever "
+                "start (Ray would keep it PENDING)",
+                source=study,
+                field=f"execution.{kind.lower()}s_per_trial",
+            )
 
 
 def check_local_resources(loaded: LoadedStudy) -> None:
