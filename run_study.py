@@ -7,6 +7,7 @@ python run_study.py sites resnet_cifar --size resnet20 --image-size 32 --in-chan
 python run_study.py report studies/quickstart.yaml
 python run_study.py compare studies/a.yaml studies/b.yaml
 python run_study.py confirm studies/quickstart.yaml --seeds 5   # front + basic networks x 5 fresh seeds
+python run_study.py tabulate studies/icbench_resnet8_mnist5k.yaml  # every candidate x seed -> tables/*.parquet
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("study")
     p.add_argument("--seeds", type=int, default=None, help="seeds per candidate (default: confirm_seeds, 5)")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
+    p = sub.add_parser(
+        "tabulate", help="train every candidate x seed of a finite space and write its table (resumable)"
+    )
+    p.add_argument("study")
+    p.add_argument("--out", default=None, help="table file (default: tables/<study>.parquet)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
         "report": _report,
         "compare": _compare,
         "confirm": lambda a: _confirm(a, kv),
+        "tabulate": lambda a: _tabulate(a, kv),
     }[args.command](args)
 
 
@@ -103,6 +104,14 @@ def _compare(args: argparse.Namespace) -> int:
     compare_studies(url_a, name_a, url_b, name_b, out)
     print(f"comparison written to {out}/")
     return 0
+
+
+def _tabulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Train every candidate x seed of a finite space (resumable) and write its benchmark table."""
+    from icbench.search.tabulate import tabulate
+
+    run = tabulate(args.study, out=args.out, report=not args.no_report, overrides=overrides)
+    return 3 if run.stop_reason else 0
 
 
 def _confirm(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

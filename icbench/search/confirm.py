@@ -118,13 +118,14 @@ def confirmation_study(loaded: LoadedStudy, n_points: int) -> LoadedStudy:
     )
 
 
-def _sampler(first: dict[str, Any]) -> Any:
+def queue_sampler(first: dict[str, Any]) -> Any:
     import optuna
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState
 
-    class ConfirmationSampler(optuna.samplers.BaseSampler):
-        """Samples nothing of its own: every confirmation trial is enqueued with fixed parameters.
+    class QueueSampler(optuna.samplers.BaseSampler):
+        """Samples nothing of its own: every trial (of a confirmation or a table) is enqueued with fixed
+        parameters.
 
         A trial asked after the queue is empty (the searcher replacing a trial that failed) gets the first
         point's parameters, a candidate already trained, so the searcher records it as a duplicate without
@@ -147,7 +148,7 @@ def _sampler(first: dict[str, Any]) -> Any:
         def exhausted(self, study: Any) -> bool:
             return not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
-    return ConfirmationSampler()
+    return QueueSampler()
 
 
 def _point_of(trial: Any) -> tuple[int, int] | None:
@@ -295,7 +296,7 @@ def confirm_study(
         storage = make_storage(url)
         study = runner.open_study(derived, url, storage=storage, echo=echo)
         study.set_user_attr(LINK_ATTR, link)
-        study.sampler = _sampler(points[0].params)
+        study.sampler = queue_sampler(points[0].params)
         n_stale, _ = runner.mark_interrupted(study, storage)
         if n_stale:
             echo(f"resume: {n_stale} confirmation trial(s) left running by an earlier driver marked FAIL")

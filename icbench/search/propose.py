@@ -80,19 +80,21 @@ class Proposer:
             placement = Placement("conv", (False,) * placement.n_sites)
         return self._cost_cache[arch], placement.canonical
 
-    def __call__(self, trial: optuna.Trial) -> Proposal:
-        cand = self.candidate(trial)
-        cost, canonical = self.cost(cand)
-        # Equal candidates are equal experiments, whatever parameters led to them: the network as built
-        # (every basic placement is one network) and everything about its training.
+    @staticmethod
+    def experiment_key(cand: dict[str, Any], canonical: str) -> str:
+        """Equal candidates are equal experiments, whatever parameters led to them: the network as built
+        (`canonical`: every basic placement is one network) and everything about its training."""
         experiment = {
             k: v for k, v in cand.items() if k not in ("unit", "strategy", "strategy_args", "placement")
         }
         experiment["network"] = canonical
+        return hashlib.sha256(json.dumps(experiment, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def __call__(self, trial: optuna.Trial) -> Proposal:
+        cand = self.candidate(trial)
+        cost, canonical = self.cost(cand)
         attrs: dict[str, Any] = {
-            "candidate_key": hashlib.sha256(
-                json.dumps(experiment, sort_keys=True, default=str).encode()
-            ).hexdigest()[:20],
+            "candidate_key": self.experiment_key(cand, canonical),
             "placement": canonical,
             "unit": canonical.split(":", 1)[0],
             "strategy": cand["strategy"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from icbench.search.schema import (
@@ -77,6 +78,41 @@ def grid(space: SearchSpace, mask_len: int | None) -> dict[str, list[Any]]:
         elif isinstance(p, MaskParam):
             out.update({f"{name}_{i}": [False, True] for i in range(mask_len or 0)})
     return out
+
+
+def enumerate_points(space: SearchSpace, mask_len: int | None) -> list[dict[str, Any]]:
+    """Every distinct point of a finite space as a trial's Optuna parameters, `when` conditions honoured.
+
+    A parameter inactive at a point is absent from it (a trial never suggests it), so points that differ
+    only in inactive parameters are one point here (Optuna's grid would list them all). Mask parameters
+    appear as their booleans `<name>_0 ...`. The order is the declaration order, the last parameter varying
+    fastest.
+
+    Raises:
+        ValueError: a float parameter without a step, or a mask without `mask_len`.
+    """
+    choices = grid(space, mask_len)
+    names = list(space.params)
+
+    def expand(i: int, values: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+        if i == len(names):
+            return [params]
+        name, p = names[i], space.params[names[i]]
+        if not is_active(p, values):
+            return expand(i + 1, values, params)
+        if isinstance(p, MaskParam):
+            if mask_len is None:
+                raise ValueError(f"mask parameter {name!r} needs the number of blocks/sites")
+            out = []
+            for bits in itertools.product([False, True], repeat=mask_len):
+                bit_params = {f"{name}_{j}": b for j, b in enumerate(bits)}
+                out += expand(i + 1, {**values, name: list(bits)}, {**params, **bit_params})
+            return out
+        return [
+            point for v in choices[name] for point in expand(i + 1, {**values, name: v}, {**params, name: v})
+        ]
+
+    return expand(0, {}, {})
 
 
 def grid_size(space: SearchSpace, mask_len: int | None) -> int:

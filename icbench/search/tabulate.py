@@ -1,0 +1,203 @@
+"""Tabulate a finite search space: train every distinct candidate × seed through the live path (IC-Bench).
+
+`run_study.py tabulate STUDY` enumerates the study's search space (categoricals, ints, floats with a step
+and masks; `when` conditions honoured), drops points that build the same experiment (every basic
+placement is one network), orders the rest seed-major (an interrupted table holds whole seeds first) and
+runs each once as an ordinary trial of the study: same storage, fingerprint, resume and report as any
+study. The seeds are the space's `seed` parameter (or `training.seed` alone). Afterwards the table
+(`icbench.report.table`) is written from the storage: one row per (candidate, seed).
+
+Resume works as for `confirm`: a killed run leaves finished rows COMPLETE, the next run marks the
+interrupted ones FAIL and queues exactly the rows without a settling trial, so nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import ConfigError
+from icbench.report.table import ROW_ATTR
+from icbench.search import space as sp
+from icbench.search.runner import UNSETTLED, StudyRun, counts, storage_url
+from icbench.search.schema import FloatParam, LoadedStudy, load_study
+
+#: Where tables go unless `--out` says otherwise: tables/<study>.parquet.
+TABLES_DIR = "tables"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (candidate, seed) of the table: the Optuna parameters of its trial."""
+
+    params: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.params, sort_keys=True, default=str)
+
+
+def check_finite(loaded: LoadedStudy) -> None:
+    """A table needs a finite space: every float parameter must have a step."""
+    for name, p in loaded.space.params.items():
+        if isinstance(p, FloatParam) and p.step is None:
+            raise ConfigError(
+                "a table needs a finite search space: give this float parameter a `step` (or make it "
+                "categorical)",
+                source=str(loaded.space_path),
+                field=f"params.{name}",
+            )
+    if loaded.config.evaluation.test != "all":
+        raise ConfigError(
+            f"a table records every row's test accuracy: set `evaluation: {{test: all}}` (it is "
+            f"{loaded.config.evaluation.test!r}; no search selects on a table's test column)",
+            source=str(loaded.study_path),
+            field="evaluation.test",
+        )
+    if loaded.config.execution.asha.enabled:
+        raise ConfigError(
+            "a table trains every row to the full budget: turn early stopping off",
+            source=str(loaded.study_path),
+            field="execution.asha.enabled",
+        )
+
+
+def table_rows(loaded: LoadedStudy, proposer: Any, mask_len: int | None) -> list[Row]:
+    """The distinct (candidate, seed) points of a finite space, seed-major, in enumeration order.
+
+    Two points are one row when they build the same experiment (`Proposer.experiment_key`): e.g. every
+    all-`False` mask is the basic network, whatever unit the point names.
+    """
+    import optuna
+
+    seen: set[str] = set()
+    rows: list[Row] = []
+    networks: dict[str, str] = {}  # the network does not depend on the seed: build it once per point
+    for params in sp.enumerate_points(loaded.space, mask_len):
+        cand = proposer.candidate(optuna.trial.FixedTrial(params))
+        arch = json.dumps({k: v for k, v in cand.items() if k != "seed"}, sort_keys=True, default=str)
+        if arch not in networks:
+            networks[arch] = proposer.cost(cand)[1]
+        key = proposer.experiment_key(cand, networks[arch])
+        if key not in seen:
+            seen.add(key)
+            rows.append(Row(params))
+    default = loaded.config.training.seed
+    return sorted(rows, key=lambda r: r.params.get("seed", default))  # stable: enumeration order within a seed
+
+
+def queue_rows(study: Any, rows: list[Row]) -> tuple[int, int]:
+    """Enqueue every row without a settling trial; returns (rows to run now, rows already settled).
+
+    A row is settled by a COMPLETE or PRUNED trial, or a FAIL that is not `interrupted`/`duplicate` (a
+    diverged row is an outcome, recorded in the table as such, and not retrained).
+    """
+    from optuna.trial import TrialState
+
+    settled: set[str] = set()
+    waiting: set[str] = set()
+    for t in study.get_trials(deepcopy=False):
+        key = t.user_attrs.get(ROW_ATTR)
+        if key is None:
+            continue
+        if t.state == TrialState.WAITING:
+            waiting.add(key)
+        elif not (t.state == TrialState.FAIL and t.user_attrs.get("status") in UNSETTLED):
+            settled.add(key)
+    todo = 0
+    for r in rows:
+        if r.key in settled:
+            continue
+        todo += 1
+        if r.key not in waiting:
+            study.enqueue_trial(r.params, user_attrs={ROW_ATTR: r.key})
+    return todo, len(settled & {r.key for r in rows})
+
+
+def tabulate(
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    report: bool = True,
+    overrides: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> StudyRun:
+    """Train every row of the study's finite space (resumable) and write its table.
+
+    Args:
+        path: the study file.
+        out: the table's Parquet file (default `tables/<study>.parquet`); its schema is written beside it.
+        report: also build the study's ordinary report.
+
+    Raises:
+        ConfigError: an infinite space, a test setting other than `all`, or any invalid input, before
+            anything is written.
+    """
+    from icbench.search import runner
+    from icbench.search.checks import check_data_present, check_environment, check_study
+    from icbench.search.confirm import queue_sampler
+    from icbench.search.evaluation import evaluate_chosen
+    from icbench.search.propose import Proposer
+    from icbench.search.storage import make_storage
+
+    t0 = time.perf_counter()
+    loaded = load_study(path, overrides)
+    check_finite(loaded)
+    checked = check_study(loaded)
+    check_data_present(loaded)
+    check_environment(loaded)
+    rows = table_rows(loaded, Proposer(loaded, checked), checked.mask_len)
+    c = loaded.config
+    url = storage_url(loaded)
+    run = StudyRun(name=c.name, storage_url=url)
+    table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}.parquet"
+    with runner._cluster_connection(loaded), runner._driver_lock(loaded, url):
+        storage = make_storage(url)
+        study = runner.open_study(loaded, url, storage=storage, echo=echo)
+        study.sampler = queue_sampler(rows[0].params)
+        n_stale, _ = runner.mark_interrupted(study, storage)
+        if n_stale:
+            echo(f"resume: {n_stale} row(s) left running by an earlier driver marked FAIL (interrupted)")
+        todo, done = queue_rows(study, rows)
+        before = counts(study)
+        echo(
+            f"tabulate {c.name!r}: {len(rows)} rows (distinct candidates x seeds); {done} already settled, "
+            f"{todo} to run; storage {url}"
+        )
+        if todo:
+            target = before["complete"] + before["pruned"] + todo
+            reason = runner._execute(loaded, checked, study, target, echo)
+            left = [r for r in rows if r.key not in _settled(study)]
+            if left:
+                run.stop_reason = f"{len(left)} row(s) not run ({reason or 'stopped'}); run tabulate again"
+        after = counts(study)
+        run.n_complete, run.n_pruned = after["complete"], after["pruned"]
+        run.n_failed, run.n_rejected = after["failed"], after["rejected"]
+        evaluate_chosen(loaded, url, study, echo)  # records the setting (`all`: rows evaluated themselves)
+        from icbench.report.table import write_table
+
+        n = write_table(url, c.name, table_file, rows=[r.key for r in rows])
+        echo(f"table written to {table_file} ({n} rows; schema in {table_file.with_suffix('.md')})")
+        if report:
+            run.report_dir = runner._report(loaded, url, echo)
+    run.wall_time_s = time.perf_counter() - t0
+    echo(f"done in {run.wall_time_s:.1f} s")
+    return run
+
+
+def _settled(study: Any) -> set[str]:
+    from optuna.trial import TrialState
+
+    return {
+        t.user_attrs[ROW_ATTR]
+        for t in study.get_trials(deepcopy=False)
+        if ROW_ATTR in t.user_attrs
+        and (
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and t.user_attrs.get("status") not in UNSETTLED)
+        )
+    }
