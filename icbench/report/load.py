@@ -400,6 +400,9 @@ def trials_frame(
         row["end_time"] = t.datetime_complete
         row["duration_s"] = _seconds(t.datetime_start, t.datetime_complete)
         row["elapsed_s"] = _seconds(t0, t.datetime_complete)
+        if isinstance(attrs.get("sim_end_s"), (int, float)):  # a replayed trial: its simulated times
+            row["duration_s"] = float(attrs["sim_end_s"]) - float(attrs.get("sim_start_s", 0.0))
+            row["elapsed_s"] = float(attrs["sim_end_s"])
         if math.isnan(row["wall_time_s"]):
             row["wall_time_s"] = row["duration_s"]
         for name, value in params.items():

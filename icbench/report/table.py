@@ -29,9 +29,16 @@ COLUMNS: dict[str, str] = {
     "status": "complete, or why the row has no final accuracy (diverged, failed, ...)",
     "val_acc": "validation accuracy after the last epoch (fraction)",
     "test_acc": "test accuracy after the last epoch (fraction), evaluated once at the end of training",
+    "test_evaluated": "when the test accuracy was measured",
     "macs": "multiply-accumulates of one forward pass on one image (exact count)",
     "params": "parameters",
+    "params_trainable": "trainable parameters",
     "latency_ms": "inference latency of one image on the training device (ms)",
+    "family": "network family",
+    "size": "network size within the family",
+    "n_sites": "convolution sites of the network",
+    "n_unit_sites": "sites that hold the unit (0 for the basic network)",
+    "teacher_val_acc": "validation accuracy of the WLD teacher (the basic network), when WLD is on",
     "epochs": "epochs trained",
     "val_acc_curve": "validation accuracy after each epoch (list, one per epoch)",
     "train_loss_curve": "mean training loss of each epoch (list)",
@@ -43,6 +50,21 @@ COLUMNS: dict[str, str] = {
     "versions": "package versions of the run (JSON)",
     "trial": "trial number in the study's Optuna storage",
 }
+#: Candidate fields that do not change what a row measures (paths, threads, the device the table was
+#: made on) or that the lookup key holds (network, WLD on/off, seed).
+NOT_COMPARED = (
+    "unit", "strategy", "strategy_args", "placement", "seed", "cache_dir", "dataset_root", "num_threads",
+    "device", "latency",
+)  # fmt: skip
+
+
+def experiment_of(cand: dict[str, Any]) -> dict[str, Any]:
+    """What every row of one table shares: a candidate less its network, seed, WLD switch and paths."""
+    out = {k: v for k, v in cand.items() if k not in NOT_COMPARED}
+    out["wld"] = {k: v for k, v in (cand.get("wld") or {}).items() if k != "enabled"}
+    return json.loads(json.dumps(out, default=str))
+
+
 META_KEY = b"icbench"
 #: Trial attribute naming the table row a trial trains (its parameters as sorted JSON).
 ROW_ATTR = "table_row"
@@ -80,7 +102,7 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
     by_row = settled.drop_duplicates(col, keep="last").set_index(col, drop=False)
     order = [r for r in rows if r in by_row.index] if rows is not None else list(by_row.index)
     params = sorted(c for c in trials.columns if c.startswith("param_"))
-    out = []
+    out, candidates = [], []
     for key in order:
         t = by_row.loc[key]
         attrs = frozen[int(t["number"])].user_attrs
@@ -95,9 +117,16 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
             "status": t["status"],
             "val_acc": t["val_acc"],
             "test_acc": t["test_acc"],
+            "test_evaluated": t["test_evaluated"],
             "macs": t["macs"],
             "params": t["params"],
+            "params_trainable": t["params_trainable"],
             "latency_ms": t["latency_ms"],
+            "family": t["family"],
+            "size": t["size"],
+            "n_sites": t["n_sites"],
+            "n_unit_sites": t["n_unit_sites"],
+            "teacher_val_acc": t["teacher_val_acc"],
             "epochs": t["epochs_done"],
             "val_acc_curve": _curve(t["curve"], "val_acc"),
             "train_loss_curve": _curve(t["curve"], "train_loss"),
@@ -110,20 +139,24 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
             "trial": int(t["number"]),
         }
         out.append(row)
+        candidates.append(attrs.get("candidate") or {})
     columns = [*list(COLUMNS)[:5], *params, *list(COLUMNS)[5:]]
     frame = pd.DataFrame(out, columns=columns)
-    return frame, shared_experiment(data.user_attrs)
+    return frame, shared_experiment(data.user_attrs, candidates)
 
 
-def shared_experiment(user_attrs: dict[str, Any]) -> dict[str, Any]:
-    """What every row of a table shares: the study's fingerprinted settings (data, network, budget,
-    recipe, WLD, space), from its storage."""
+def shared_experiment(user_attrs: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What every row of a table shares: the study's fingerprinted settings, and `experiment`, the part
+    of every row's candidate that is not its network, seed or WLD switch (data, network family and
+    width, budget, recipe, WLD settings: what a replay must match), or None if the rows differ there."""
     from icbench.search.fingerprint import FINGERPRINT_ATTR
 
+    shared = {json.dumps(experiment_of(c), sort_keys=True, default=str) for c in candidates if c}
     return {
         "study": user_attrs.get("study_file"),
         "fingerprint": user_attrs.get(FINGERPRINT_ATTR),
         "space_yaml": user_attrs.get("space_yaml"),
+        "experiment": json.loads(shared.pop()) if len(shared) == 1 else None,
     }
 
 
@@ -169,8 +202,12 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def schema_text(frame: pd.DataFrame, shared: dict[str, Any], name: str) -> str:
     """The short schema description written beside a table."""
     fp = shared.get("fingerprint") or {}
-    n_cand = frame.drop(columns=["seed", "row"]).astype(str).drop_duplicates(
-        [c for c in frame.columns if c.startswith("param_") and c != "param_seed"] or ["placement", "wld"]
+    n_cand = (
+        frame.drop(columns=["seed", "row"])
+        .astype(str)
+        .drop_duplicates(
+            [c for c in frame.columns if c.startswith("param_") and c != "param_seed"] or ["placement", "wld"]
+        )
     )
     seeds = sorted({int(s) for s in frame["seed"]}) if len(frame) else []
     machines = sorted(set(frame["machine"])) if len(frame) else []

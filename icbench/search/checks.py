@@ -163,6 +163,10 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
         raise ConfigError(str(e), source=study_file, field="family") from None
     checked = Checked(mask_len=mask_len)
     _probe(loaded, checked, n_probe)
+    if c.execution.backend == "replay":
+        from icbench.search.executors.replay import check_replay
+
+        check_replay(loaded, checked)
     return checked
 
 

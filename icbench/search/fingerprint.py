@@ -90,6 +90,8 @@ def experiment_fingerprint(loaded: LoadedStudy) -> dict[str, Any]:
                 source=str(loaded.study_path),
                 field="wld.teacher_checkpoint",
             ) from None
+    if c.execution.table:  # a replay's results are the table's content, wherever the file lies
+        fp["execution"]["table"] = "sha256:" + file_sha256(c.execution.table)
     fp["execution"]["device"] = base_candidate(loaded)["device"]  # `auto` resolved as the trials resolve it
     for dotted in MAY_CHANGE:
         _drop(fp, dotted)
@@ -130,14 +132,32 @@ class Change:
         return f"{self.field} was {_show(self.old)}, now {_show(self.new)}"
 
 
-def changes(old: Any, new: Any, prefix: str = "") -> list[Change]:
-    """Every leaf where two fingerprints differ, as dotted paths; a key only one side has is one change."""
+def schema_defaults() -> dict[str, Any]:
+    """The fingerprint fields of a study file that sets nothing it need not set (every default)."""
+    from icbench.search.schema import StudyConfig
+
+    return StudyConfig(name="defaults", search_space="-").model_dump(mode="json")
+
+
+def changes(old: Any, new: Any, prefix: str = "", defaults: Any = None) -> list[Change]:
+    """Every leaf where two fingerprints differ, as dotted paths; a key only one side has is one change,
+    except a setting added to the schema after the study was stored, at its default value: studies made
+    before it existed ran with what its default does (`defaults`: `schema_defaults()`)."""
+    defaults = schema_defaults() if defaults is None and not prefix else defaults
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out: list[Change] = []
         for key in [*old, *(k for k in new if k not in old)]:
             path = f"{prefix}.{key}" if prefix else str(key)
-            out += changes(old.get(key, ABSENT), new.get(key, ABSENT), path)
+            sub = defaults.get(key, ABSENT) if isinstance(defaults, Mapping) else ABSENT
+            out += changes(old.get(key, ABSENT), new.get(key, ABSENT), path, sub)
         return out
+    if (
+        old is ABSENT
+        and new is not ABSENT
+        and defaults is not ABSENT
+        and _canonical(new) == _canonical(defaults)
+    ):
+        return []
     if old is not ABSENT and new is not ABSENT and _canonical(old) == _canonical(new):
         return []
     return [Change(prefix or "(the whole fingerprint)", old, new)]

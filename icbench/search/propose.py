@@ -50,6 +50,9 @@ class Proposer:
         self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
         self.max_macs = c.constraints.max_macs
         self._cost_cache: dict[str, dict[str, Any]] = {}
+        self._request_cache: dict[str, tuple[dict[str, Any], str]] = {}
+        #: Models built so far to count a cost (the rest came from the caches).
+        self.builds = 0
         from icbench.search.runner import package_versions
 
         self.versions = package_versions()
@@ -59,12 +62,25 @@ class Proposer:
         return absolute_paths(sp.candidate(self.base, self.loaded.space, values))
 
     def cost(self, cand: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """(MACs and params, canonical placement) of a candidate, cached per architecture."""
+        """(MACs and params, canonical placement) of a candidate.
+
+        Cached by what defines the network (data shape, family, size, width, placement request), so a
+        network seen before costs a dictionary look-up, not a model build: under a tight MACs ceiling
+        the sampler proposes many rejected candidates again and again.
+        """
         from icbench.cost import measure_cost
         from icbench.placement import Placement
         from icbench.training import build_candidate
 
+        request = json.dumps(
+            [cand.get(k) for k in ("dataset", "dataset_kwargs", "family", "size", "width", "family_kwargs",
+                                   "unit", "strategy", "strategy_args", "placement")],
+            sort_keys=True, default=str,
+        )  # fmt: skip
+        if request in self._request_cache:
+            return self._request_cache[request]
         model, placement, input_shape = build_candidate(cand)
+        self.builds += 1
         arch = json.dumps(
             [cand["dataset"], cand["family"], cand.get("size"), cand.get("width"), cand.get("family_kwargs"),
              placement.canonical], sort_keys=True, default=str,
@@ -78,7 +94,8 @@ class Proposer:
             }
         if placement.is_basic:  # conv units anywhere, or no unit: the same basic network
             placement = Placement("conv", (False,) * placement.n_sites)
-        return self._cost_cache[arch], placement.canonical
+        self._request_cache[request] = (self._cost_cache[arch], placement.canonical)
+        return self._request_cache[request]
 
     @staticmethod
     def experiment_key(cand: dict[str, Any], canonical: str) -> str:

@@ -160,21 +160,11 @@ def _grid_sampler_class() -> type:
 
 
 def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
-    """The Optuna sampler named in the study, always with an explicit seed (Optuna 5's defaults changed)."""
-    import optuna
+    """The sampler named in the study (`icbench.search.samplers`), always with an explicit seed."""
+    from icbench.search.samplers import SAMPLERS
 
-    QuietGridSampler = _grid_sampler_class()  # noqa: N806 - a class
-    factories: dict[str, Callable[..., Any]] = {
-        "tpe": optuna.samplers.TPESampler,
-        "nsga2": optuna.samplers.NSGAIISampler,
-        "gp": optuna.samplers.GPSampler,
-        "random": optuna.samplers.RandomSampler,
-        "grid": lambda **kw: QuietGridSampler(
-            sp.grid(loaded.space, mask_length(loaded)), GridPoints(loaded.space), **kw
-        ),
-    }
     try:
-        return factories[cfg.name](seed=seed, **cfg.kwargs)
+        return SAMPLERS.get(cfg.name)(loaded, seed, **cfg.kwargs)
     except TypeError as e:
         raise ConfigError(
             f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs"
@@ -429,82 +419,11 @@ def _report(loaded: LoadedStudy, url: str, echo: Callable[[str], None]) -> Path 
 def _execute(
     loaded: LoadedStudy, checked: Any, study: Any, target: int, echo: Callable[[str], None]
 ) -> str | None:
-    """Run trials with Ray Tune until the target is reached; returns why the search stopped early, if it did."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    """Hand the study's trials to its executor (`execution.backend`) until the target is reached; returns
+    why the search stopped early, if it did."""
+    from icbench.search.executors import EXECUTORS
 
-    from icbench.search.propose import Proposer
-    from icbench.search.searcher import AskTellSearcher
-    from icbench.search.trainable import FINAL_KEY
-
-    c = loaded.config
-    ex = c.execution
-    proposer = Proposer(loaded, checked)
-    progress = Progress(study, target, echo)
-    searcher = AskTellSearcher(
-        study,
-        proposer,
-        objectives=[o.name for o in c.objectives],
-        target=target,
-        max_failures=ex.max_failures,
-        max_consecutive_rejections=ex.max_consecutive_rejections,
-        on_event=progress,
-    )
-    started = _init_ray(loaded)
-    try:
-        from icbench.search import resources
-
-        # Before the first trial: a request no node can meet would leave every trial PENDING forever.
-        resources.check_connected(loaded)
-        scheduler = (
-            ASHAScheduler(
-                metric="val_acc",
-                mode="max",
-                time_attr="epoch",
-                max_t=c.budget.epochs,
-                grace_period=min(ex.asha.grace_period, c.budget.epochs),
-                reduction_factor=ex.asha.reduction_factor,
-            )
-            if ex.asha.enabled
-            else FIFOScheduler()
-        )
-        from icbench.search.evaluation import trial_evaluation
-        from icbench.search.trainable import run_trial
-
-        storage_path = ex.storage_path or str((Path(c.runs_dir) / c.name / "ray").resolve())
-        tuner = tune.Tuner(
-            tune.with_resources(
-                tune.with_parameters(run_trial, evaluation=trial_evaluation(loaded)),
-                {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial},
-            ),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=-1,
-                max_concurrent_trials=ex.max_concurrent,
-                # One worker process serves many trials: no Python start-up, imports and dataset read per
-                # trial (benchmarks/harness.py: overhead 12.7 -> 3.8 s per trial). Each trial sets its own
-                # seed and thread count, so nothing a trial depends on carries over.
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                storage_path=storage_path,
-                name=f"{c.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
-                # The final report is the trial's last word: free its slot at once.
-                stop={FINAL_KEY: True},
-                callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
-            ),
-        )
-        tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
-    return searcher.stop_reason
+    return EXECUTORS.get(loaded.config.execution.backend)(loaded, checked, study, target, echo)
 
 
 def _init_ray(loaded: LoadedStudy) -> bool:

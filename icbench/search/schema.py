@@ -164,9 +164,26 @@ class Objective(_Strict):
 
 
 class SamplerSection(_Strict):
-    name: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
+    name: str = "tpe"
     seed: int = 0
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return _registered("sampler", name)
+
+
+def _registered(kind: str, name: str) -> str:
+    """`name` if the registry of `kind` (sampler, scheduler, executor) holds it; else the choices."""
+    from icbench.search.executors import EXECUTORS
+    from icbench.search.samplers import SAMPLERS
+    from icbench.search.schedulers import SCHEDULERS
+
+    registry = {"sampler": SAMPLERS, "scheduler": SCHEDULERS, "executor": EXECUTORS}[kind]
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}")
+    return name
 
 
 class BudgetSection(_Strict):
@@ -229,6 +246,9 @@ class EvaluationSection(_Strict):
 
 
 class ASHASection(_Strict):
+    """Rungs of successive halving, for `execution.scheduler` asha and mo_asha. `enabled: true` is the
+    older spelling of `scheduler: asha`."""
+
     enabled: bool = False
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: int = Field(default=2, ge=2)
@@ -244,10 +264,42 @@ class ExecutionSection(_Strict):
     num_gpus: int | None = Field(default=None, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     asha: ASHASection = Field(default_factory=ASHASection)
+    #: Early stopping (`icbench.search.schedulers`): fifo (none), asha (accuracy only), mo_asha
+    #: (non-dominated rank over accuracy and the known costs). None: asha if `asha.enabled`, else fifo.
+    scheduler: str | None = None
+    #: Who runs the trials (`icbench.search.executors`): ray (live Ray Tune trials) or replay (results
+    #: looked up in a benchmark table on a simulated clock; needs `table`).
+    backend: str = "ray"
+    #: The benchmark table a replay reads (`run_study.py tabulate` writes one); relative to the study file.
+    table: str | None = None
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str | None) -> str | None:
+        return None if name is None else _registered("scheduler", name)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        return _registered("executor", name)
+
+    @property
+    def scheduler_name(self) -> str:
+        """The scheduler in force (`scheduler`, or the older `asha.enabled`)."""
+        return self.scheduler or ("asha" if self.asha.enabled else "fifo")
+
     #: FAIL trials (errors, divergence, out of memory) tolerated before the study stops cleanly.
     max_failures: int = Field(default=10, ge=0)
     #: Consecutive candidates rejected by a constraint (or already evaluated) before the study stops.
     max_consecutive_rejections: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _replay(self) -> ExecutionSection:
+        if self.backend == "replay" and not self.table:
+            raise ValueError("execution.table is required with execution.backend: replay")
+        if self.table and self.backend != "replay":
+            raise ValueError("execution.table is only read by execution.backend: replay")
+        return self
 
     @model_validator(mode="after")
     def _cluster(self) -> ExecutionSection:
@@ -500,6 +552,17 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Loa
             field="search_space",
         )
     space, space_text = load_search_space(space_path)
+    if config.execution.table:  # like the search space: relative to the study file
+        table = Path(config.execution.table).expanduser()
+        table = table if table.is_absolute() else (p.parent / table).resolve()
+        if not table.is_file():
+            raise ConfigError(
+                f"benchmark table not found: {table} (`run_study.py tabulate` writes one)",
+                source=str(p),
+                field="execution.table",
+            )
+        execution = config.execution.model_copy(update={"table": str(table)})
+        config = config.model_copy(update={"execution": execution})
     return LoadedStudy(
         config=config,
         space=space,

@@ -1,4 +1,9 @@
-"""A Ray Tune searcher over Optuna's ask/tell that keeps icbench's completion semantics (DESIGN.md §7).
+"""The searcher: Optuna's ask/tell with icbench's completion semantics (DESIGN.md §7), for any executor.
+
+It imports no executor: the `ray` executor wraps it in a Ray Tune `Searcher` (`executors/ray_tune.py`),
+the `replay` executor calls it directly on a simulated clock (`executors/replay.py`). Both hand it results
+in Tune's shape (a dict per epoch; the last one carries `icbench_final`), so a trial means the same thing
+whichever executor ran it.
 
 Why not Ray's `OptunaSearch`: it records a trial stopped by a scheduler (ASHA) as COMPLETE with its partial
 values, which pollutes the Pareto front; it cannot reject a candidate over the MACs ceiling before the
@@ -21,11 +26,13 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
 
 from icbench.search.records import Proposal
 from icbench.search.trainable import FINAL_KEY
 from icbench.training.candidate import METRIC_KEYS
+
+#: What `suggest` returns when the search is over (Ray Tune's `FINISHED`).
+FINISHED = "FINISHED"
 
 #: Trial user attributes copied from the final metrics into storage (the report reads these): what
 #: `train_candidate` returns, less the curve (stored whole, separately), the run's own flags, and
@@ -47,7 +54,7 @@ def candidate_key(attrs: dict[str, Any], params: dict[str, Any]) -> str:
     return attrs.get("candidate_key") or params_key(params)
 
 
-class AskTellSearcher(Searcher):
+class AskTellSearcher:
     """Hands Optuna-sampled candidates to Tune until `target` trials are COMPLETE or PRUNED.
 
     Args:
@@ -59,7 +66,12 @@ class AskTellSearcher(Searcher):
         max_failures: FAIL trials (errors, divergence, out of memory, crashes) this run tolerates.
         max_consecutive_rejections: rejected or duplicate candidates in a row before the search stops.
         on_event: called with (event, frozen trial) after each trial is told, for progress display.
+        scheduler: the study's early-stopping scheduler; its rung decisions about a trial are recorded
+            on the trial (`rung_decisions`) when it ends.
+        executor: the executor's name, recorded on every trial it runs (`executor`).
     """
+
+    FINISHED = FINISHED
 
     def __init__(
         self,
@@ -70,9 +82,12 @@ class AskTellSearcher(Searcher):
         max_failures: int,
         max_consecutive_rejections: int,
         on_event: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
+        scheduler: Any = None,
+        executor: str = "ray",
     ) -> None:
-        super().__init__(metric="val_acc", mode="max")
         self.study = study
+        self.scheduler = scheduler
+        self.executor = executor
         self.propose = propose
         self.objectives = objectives
         self.target = target
@@ -80,6 +95,7 @@ class AskTellSearcher(Searcher):
         self.max_rejections = max_consecutive_rejections
         self.on_event = on_event
         self.running: dict[str, optuna.Trial] = {}
+        self._ending: str | None = None
         self.failures = 0
         self.rejections_in_a_row = 0
         self.stop_reason: str | None = None
@@ -95,11 +111,11 @@ class AskTellSearcher(Searcher):
         ]
         self.seen = {candidate_key(t.user_attrs, t.params): t.number for t in trained}
 
-    # -- Tune's side
+    # -- the executor's side
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason or self.evaluated + len(self.running) >= self.target:
             # Not FINISHED while trials run: one of them may still fail and need replacing.
-            return None if self.running and not self.stop_reason else Searcher.FINISHED
+            return None if self.running and not self.stop_reason else FINISHED
         while True:
             trial = self.study.ask()
             try:
@@ -115,7 +131,7 @@ class AskTellSearcher(Searcher):
             if proposal.config is not None:
                 self.rejections_in_a_row = 0
                 self.seen[key] = trial.number
-                for k, v in proposal.attrs.items():
+                for k, v in {**proposal.attrs, "executor": self.executor}.items():
                     trial.set_user_attr(k, v)
                 self.running[trial_id] = trial
                 return {**proposal.config, "trial_number": trial.number}
@@ -124,20 +140,23 @@ class AskTellSearcher(Searcher):
                 self.failures += 1
                 if self.failures > self.max_failures:
                     self.stop_reason = self._failure_message()
-                    return None if self.running else Searcher.FINISHED
+                    return None if self.running else FINISHED
             else:
                 self.rejections_in_a_row += 1
                 exhausted = getattr(self.study.sampler, "exhausted", None)
                 if exhausted is not None and exhausted(self.study):
                     self.stop_reason = "every point of the grid has been tried"
-                    return None if self.running else Searcher.FINISHED
+                    return None if self.running else FINISHED
                 if self.rejections_in_a_row >= self.max_rejections:
                     self.stop_reason = (
                         f"{self.rejections_in_a_row} candidates in a row were rejected by a constraint or had "
                         "already been evaluated: the search space looks exhausted or the constraints too "
                         "tight (execution.max_consecutive_rejections)"
                     )
-                    return None if self.running else Searcher.FINISHED
+                    return None if self.running else FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """An intermediate result (nothing is recorded before the trial ends)."""
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -145,26 +164,33 @@ class AskTellSearcher(Searcher):
         trial = self.running.pop(trial_id, None)
         if trial is None:
             return
-        if error or result is None:
-            attrs = {"status": "crashed", "reason": "the trial's worker raised or died (see Ray's error.txt)"}
-            self._fail(trial, attrs)
-        elif not result.get(FINAL_KEY):
-            epoch = result.get("epoch", result.get("training_iteration"))
-            attrs = {"status": "pruned", "reason": f"stopped by the scheduler after epoch {epoch}"}
-            attrs.update({k: result[k] for k in ("val_acc", "epoch") if k in result})
-            self.evaluated += 1
-            self._finish(trial, TrialState.PRUNED, None, attrs)
-        elif result.get("status") == "complete":
-            attrs = {k: result[k] for k in RECORDED if k in result}
-            attrs.update(status="complete", curve=result.get("curve", []))
-            attrs["is_basic"] = result.get("unit") == "conv" or result.get("n_unit_sites") == 0
-            values = [float(result[name]) for name in self.objectives]
-            self.evaluated += 1
-            self._finish(trial, TrialState.COMPLETE, values, attrs)
-        else:
-            attrs = {k: result[k] for k in (*RECORDED, "status", "reason") if k in result}
-            attrs["curve"] = result.get("curve", [])
-            self._fail(trial, attrs)
+        self._ending = trial_id  # whose rung decisions `_finish` records
+        try:
+            if error or result is None:
+                attrs = {
+                    "status": "crashed",
+                    "reason": "the trial's worker raised or died (see Ray's error.txt)",
+                }
+                self._fail(trial, attrs)
+            elif not result.get(FINAL_KEY):
+                epoch = result.get("epoch", result.get("training_iteration"))
+                attrs = {"status": "pruned", "reason": f"stopped by the scheduler after epoch {epoch}"}
+                attrs.update({k: result[k] for k in ("val_acc", "epoch") if k in result})
+                self.evaluated += 1
+                self._finish(trial, TrialState.PRUNED, None, attrs)
+            elif result.get("status") == "complete":
+                attrs = {k: result[k] for k in RECORDED if k in result}
+                attrs.update(status="complete", curve=result.get("curve", []))
+                attrs["is_basic"] = result.get("unit") == "conv" or result.get("n_unit_sites") == 0
+                values = [float(result[name]) for name in self.objectives]
+                self.evaluated += 1
+                self._finish(trial, TrialState.COMPLETE, values, attrs)
+            else:
+                attrs = {k: result[k] for k in (*RECORDED, "status", "reason") if k in result}
+                attrs["curve"] = result.get("curve", [])
+                self._fail(trial, attrs)
+        finally:
+            self._ending = None
 
     # -- bookkeeping
     def _fail(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -182,8 +208,37 @@ class AskTellSearcher(Searcher):
     def _finish(
         self, trial: optuna.Trial, state: TrialState, values: list[float] | None, attrs: dict[str, Any]
     ) -> None:
+        decisions = self.scheduler.decisions(self._ending) if self.scheduler and self._ending else []
+        if decisions:
+            attrs = {**attrs, "rung_decisions": decisions}
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         frozen = self.study.tell(trial, values, state=state if values is None else None)
         if self.on_event:
             self.on_event(attrs.get("status", state.name.lower()), frozen)
+
+
+def make_searcher(
+    loaded: Any,
+    checked: Any,
+    study: optuna.Study,
+    target: int,
+    on_event: Callable[[str, optuna.trial.FrozenTrial], None] | None,
+    scheduler: Any = None,
+    executor: str = "ray",
+) -> AskTellSearcher:
+    """The searcher of a study: its proposer, objectives and failure caps."""
+    from icbench.search.propose import Proposer
+
+    ex = loaded.config.execution
+    return AskTellSearcher(
+        study,
+        Proposer(loaded, checked),
+        objectives=[o.name for o in loaded.config.objectives],
+        target=target,
+        max_failures=ex.max_failures,
+        max_consecutive_rejections=ex.max_consecutive_rejections,
+        on_event=on_event,
+        scheduler=scheduler,
+        executor=executor,
+    )

@@ -87,7 +87,9 @@ def table_rows(loaded: LoadedStudy, proposer: Any, mask_len: int | None) -> list
             seen.add(key)
             rows.append(Row(params))
     default = loaded.config.training.seed
-    return sorted(rows, key=lambda r: r.params.get("seed", default))  # stable: enumeration order within a seed
+    return sorted(
+        rows, key=lambda r: r.params.get("seed", default)
+    )  # stable: enumeration order within a seed
 
 
 def queue_rows(study: Any, rows: list[Row]) -> tuple[int, int]:
