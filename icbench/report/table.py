@@ -163,10 +163,15 @@ def shared_experiment(user_attrs: dict[str, Any], candidates: Sequence[dict[str,
 def write_table(url: str, study_name: str, path: str | Path, rows: Sequence[str] | None = None) -> int:
     """Write the table of a tabulated study to `path` (Parquet) and its schema to `path` with `.md`;
     returns the number of rows written."""
+    frame, shared = table_frame(url, study_name, rows)
+    return write_frame(frame, shared, path)
+
+
+def write_frame(frame: pd.DataFrame, shared: dict[str, Any], path: str | Path) -> int:
+    """Write a table (rows and shared experiment) atomically, with its schema file beside it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    frame, shared = table_frame(url, study_name, rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrow = pa.Table.from_pandas(frame, preserve_index=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -165,3 +166,20 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.
             f"run_study.py {' '.join(args)} ran over {timeout} s:\n{out[-3000:]}\n{err[-3000:]}"
         ) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+MARKER_TIMEOUT_S = 240
+
+
+def wait_for_marker(marker: Path, proc: subprocess.Popen[bytes], log: Path) -> dict:
+    """Wait until a crash-hook run writes its marker file (or fails the test if it ends first)."""
+    deadline = time.monotonic() + MARKER_TIMEOUT_S
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before reaching {marker.name}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{marker.name} not reached in {MARKER_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
+            )
+        time.sleep(0.05)
+    return json.loads(marker.read_text())

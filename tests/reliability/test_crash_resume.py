@@ -10,9 +10,7 @@ same parameters and values, no parameter set trained twice, a sound database, an
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -29,6 +27,7 @@ from reliability_helpers import (
     ray_sandbox,
     run_cli,
     start,
+    wait_for_marker,
     write_study,
 )
 
@@ -37,20 +36,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 N_TRIALS = 6
 #: Two epochs so that a trial has a "middle" to be killed in (after its first epoch).
 STUDY = TINY_STUDY + f"budget: {{epochs: 2}}\nn_trials: {N_TRIALS}\nsampler: {{name: tpe, seed: 0}}\n"
-MARKER_TIMEOUT_S = 240
-
-
-def _wait_for_marker(marker: Path, proc: subprocess.Popen[bytes], log: Path) -> dict:
-    deadline = time.monotonic() + MARKER_TIMEOUT_S
-    while not marker.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before reaching {marker.name}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{marker.name} not reached in {MARKER_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
-            )
-        time.sleep(0.05)
-    return json.loads(marker.read_text())
 
 
 def _complete(trials: list) -> dict[int, tuple[dict, list[float]]]:
@@ -70,7 +55,7 @@ def test_sigkill_at_five_points_then_resume(tmp_path: Path) -> None:
     with ray_sandbox() as box:
         for point in ("ray_start", "mid_trial", "between_trials", "storage_write", "report"):
             proc = start(cmd, box.env(ICBENCH_CRASH_AT=point, ICBENCH_CRASH_DIR=str(markers)), log)
-            info = _wait_for_marker(markers / point, proc, log)
+            info = wait_for_marker(markers / point, proc, log)
             kill_group(proc)
             # Ray workers run in process groups of their own; they exit once their raylet is gone.
             # Whatever is still alive after a grace period is killed by pid (and reported on failure).
