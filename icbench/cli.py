@@ -87,9 +87,19 @@ def _study_location(study: str) -> tuple[str, str, Path, str | None]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """A study file's report, or a benchmark table's (a `.parquet` path) into reports/<table stem>/."""
+    given = getattr(args, "out", None)
+    if args.study.endswith(".parquet"):
+        from icbench.report.bench import build_bench_report
+
+        table_out = Path(given) if given else Path("reports") / Path(args.study).stem
+        build_bench_report(args.study, table_out)
+        print(f"table report written to {table_out}/ (bench.md)")
+        return 0
     from icbench.report import build_report
 
     url, name, out, study_file = _study_location(args.study)
+    out = Path(given) if given else out
     build_report(url, name, out, study_file=study_file)
     print(f"report written to {out}/")
     return 0
