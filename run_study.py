@@ -8,6 +8,7 @@ python run_study.py report studies/quickstart.yaml
 python run_study.py compare studies/a.yaml studies/b.yaml
 python run_study.py confirm studies/quickstart.yaml --seeds 5   # front + basic networks x 5 fresh seeds
 python run_study.py tabulate studies/icbench_resnet8_mnist5k.yaml  # every candidate x seed -> tables/*.parquet
+python run_study.py run studies/icbench_replay.yaml                # a search replayed on that table, in seconds
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         "--dry-run", action="store_true", help="validate, list sites and the MACs range; train nothing"
     )
     p.add_argument("--no-report", action="store_true")
+    p.add_argument(
+        "--replay", metavar="TABLE", default=None,
+        help="replay the study against a benchmark table (as study `<name>.replay`): no training",
+    )  # fmt: skip
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     p = sub.add_parser("validate", help="same as run --dry-run")
     p.add_argument("study")

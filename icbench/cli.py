@@ -27,6 +27,15 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         return _validate(args, overrides)
     from icbench.search import run_study
 
+    if getattr(args, "replay", None):  # a replay is another experiment: its own study, `<name>.replay`
+        from icbench.search import load_study
+
+        overrides = {
+            "execution.backend": "replay",
+            "execution.table": str(Path(args.replay).expanduser().resolve()),
+            "name": f"{load_study(args.study).config.name}.replay",
+            **overrides,
+        }
     run = run_study(args.study, report=not args.no_report, overrides=overrides)
     return 3 if run.stop_reason else 0
 

@@ -22,6 +22,33 @@ from icbench.search.trainable import weights_file
 __all__ = ["evaluate_chosen", "trial_evaluation", "weights_dir"]
 
 
+def _from_table(
+    loaded: LoadedStudy, study: Any, frozen: dict[int, Any], todo: list[int], echo: Callable[[str], None]
+) -> int:
+    """A replay's chosen trials: their test accuracy is the table's, measured when the row was trained."""
+    from icbench.report.evaluation import TEST_EVAL_PREFIX
+    from icbench.search.executors.replay import open_table
+
+    table = open_table(loaded)
+    done = 0
+    for number in todo:
+        a = frozen[number].user_attrs
+        row = table.row(a.get("placement", ""), bool(a.get("wld")), int(a.get("seed", -1)))
+        test_acc = None if row is None else row.get("test_acc")
+        record = {
+            "evaluated": "from the benchmark table (end of the row's training)",
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights": None,
+            "test_acc": None if test_acc is None else float(test_acc),
+        }
+        study.set_user_attr(f"{TEST_EVAL_PREFIX}{number}", record)
+        done += test_acc is not None
+    echo(
+        f"test split: {done} trial(s) that the report shows (chosen on validation) take their test accuracy from the table"
+    )
+    return done
+
+
 def weights_dir(loaded: LoadedStudy) -> Path | None:
     """Where the trials of a `chosen` study save their final weights (None for other settings).
 
@@ -93,9 +120,11 @@ def evaluate_chosen(loaded: LoadedStudy, url: str, study: Any, echo: Callable[[s
     todo = [n for n in chosen if n in missing]
     if not todo:
         return 0
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if loaded.config.execution.backend == "replay":
+        return _from_table(loaded, study, frozen, todo, echo)
     from icbench.training.candidate import evaluate_saved
 
-    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
     device = _device(loaded.config.execution.device, echo)
     done = 0
     for number in todo:

@@ -34,6 +34,12 @@ def teacher_cache_dir(loaded: LoadedStudy) -> Path:
     return (Path(c.runs_dir) / ".teachers").resolve()
 
 
+#: Cost of a network by architecture, and (cost, canonical placement) by placement request: shared by every
+#: proposer of the process (a benchmark replays many studies), since both depend on nothing else.
+_COSTS: dict[str, dict[str, Any]] = {}
+_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {}
+
+
 class Proposer:
     """Samples a candidate for an asked trial and decides whether it goes to a worker.
 
@@ -41,16 +47,20 @@ class Proposer:
     not count them again, and checked against the study's MACs ceiling before any training.
     """
 
-    def __init__(self, loaded: LoadedStudy, checked: Checked) -> None:
+    def __init__(
+        self, loaded: LoadedStudy, checked: Checked, known_costs: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """`known_costs`: cost by canonical placement where already measured (a replay's table)."""
         self.loaded = loaded
         self.checked = checked
+        self.known_costs = known_costs or {}
         c = loaded.config
         self.base = sp.base_candidate(loaded)
         self.base["cache_dir"] = str(teacher_cache_dir(loaded))
         self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
         self.max_macs = c.constraints.max_macs
-        self._cost_cache: dict[str, dict[str, Any]] = {}
-        self._request_cache: dict[str, tuple[dict[str, Any], str]] = {}
+        self._cost_cache = _COSTS
+        self._request_cache = _REQUESTS
         #: Models built so far to count a cost (the rest came from the caches).
         self.builds = 0
         from icbench.search.runner import package_versions
@@ -64,8 +74,9 @@ class Proposer:
     def cost(self, cand: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """(MACs and params, canonical placement) of a candidate.
 
-        Cached by what defines the network (data shape, family, size, width, placement request), so a
-        network seen before costs a dictionary look-up, not a model build: under a tight MACs ceiling
+        Cached by what defines the network (data set and its options, family, size, width, placement
+        request), for the whole process, so a network seen before costs a dictionary look-up, not a model
+        build: under a tight MACs ceiling
         the sampler proposes many rejected candidates again and again.
         """
         from icbench.cost import measure_cost
@@ -73,8 +84,8 @@ class Proposer:
         from icbench.training import build_candidate
 
         request = json.dumps(
-            [cand.get(k) for k in ("dataset", "dataset_kwargs", "family", "size", "width", "family_kwargs",
-                                   "unit", "strategy", "strategy_args", "placement")],
+            [cand.get(k) for k in ("dataset", "dataset_root", "dataset_kwargs", "family", "size", "width",
+                                   "family_kwargs", "unit", "strategy", "strategy_args", "placement")],
             sort_keys=True, default=str,
         )  # fmt: skip
         if request in self._request_cache:
@@ -82,9 +93,12 @@ class Proposer:
         model, placement, input_shape = build_candidate(cand)
         self.builds += 1
         arch = json.dumps(
-            [cand["dataset"], cand["family"], cand.get("size"), cand.get("width"), cand.get("family_kwargs"),
-             placement.canonical], sort_keys=True, default=str,
+            [cand["dataset"], cand.get("dataset_root"), cand.get("dataset_kwargs"), cand["family"],
+             cand.get("size"), cand.get("width"), cand.get("family_kwargs"), placement.canonical],
+            sort_keys=True, default=str,
         )  # fmt: skip
+        if arch not in self._cost_cache and placement.canonical in self.known_costs:
+            self._cost_cache[arch] = dict(self.known_costs[placement.canonical])
         if arch not in self._cost_cache:
             cost = measure_cost(model, input_shape, latency=False)
             self._cost_cache[arch] = {

@@ -69,6 +69,10 @@ class AskTellSearcher:
         scheduler: the study's early-stopping scheduler; its rung decisions about a trial are recorded
             on the trial (`rung_decisions`) when it ends.
         executor: the executor's name, recorded on every trial it runs (`executor`).
+        fallback: called with the candidate keys seen so far after the sampler proposed a duplicate;
+            returns the parameters of a candidate not seen yet (or None), which is queued as the next
+            trial (`proposed_by: fallback`). Optuna's samplers ignore FAIL trials, so without it a
+            sampler that has converged in a discrete space proposes the same candidate again and again.
     """
 
     FINISHED = FINISHED
@@ -84,8 +88,14 @@ class AskTellSearcher:
         on_event: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
         scheduler: Any = None,
         executor: str = "ray",
+        fallback: Callable[[set[str]], dict[str, Any] | None] | None = None,
     ) -> None:
         self.study = study
+        self.fallback = fallback
+        #: Asked trials, and those the searcher settled itself as duplicates (never trained).
+        self.n_asked = 0
+        self.n_duplicates = 0
+        self._fallback_queued = False
         self.scheduler = scheduler
         self.executor = executor
         self.propose = propose
@@ -118,6 +128,8 @@ class AskTellSearcher:
             return None if self.running and not self.stop_reason else FINISHED
         while True:
             trial = self.study.ask()
+            self.n_asked += 1
+            self._fallback_queued = False  # the ask took the queued point (or the queue was empty)
             try:
                 proposal = self.propose(trial)
             except Exception as e:  # a candidate that cannot even be built fails alone
@@ -136,6 +148,9 @@ class AskTellSearcher:
                 self.running[trial_id] = trial
                 return {**proposal.config, "trial_number": trial.number}
             self._finish(trial, TrialState.FAIL, None, proposal.attrs)
+            if proposal.attrs.get("status") == "duplicate":
+                self.n_duplicates += 1
+                self._queue_fallback()
             if proposal.attrs.get("status") == "failed":
                 self.failures += 1
                 if self.failures > self.max_failures:
@@ -193,6 +208,15 @@ class AskTellSearcher:
             self._ending = None
 
     # -- bookkeeping
+    def _queue_fallback(self) -> None:
+        """After a duplicate: queue an unseen candidate as the next trial, unless one is queued already."""
+        if self.fallback is None or self._fallback_queued:
+            return
+        params = self.fallback(set(self.seen))
+        if params is not None:
+            self.study.enqueue_trial(params, user_attrs={"proposed_by": "fallback"})
+            self._fallback_queued = True
+
     def _fail(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         self.failures += 1
         self._finish(trial, TrialState.FAIL, None, attrs)
@@ -226,14 +250,17 @@ def make_searcher(
     on_event: Callable[[str, optuna.trial.FrozenTrial], None] | None,
     scheduler: Any = None,
     executor: str = "ray",
+    known_costs: dict[str, dict[str, Any]] | None = None,
 ) -> AskTellSearcher:
-    """The searcher of a study: its proposer, objectives and failure caps."""
+    """The searcher of a study: its proposer (with `known_costs` by placement, see `Proposer`), objectives
+    and failure caps."""
     from icbench.search.propose import Proposer
 
     ex = loaded.config.execution
+    proposer = Proposer(loaded, checked, known_costs)
     return AskTellSearcher(
         study,
-        Proposer(loaded, checked),
+        proposer,
         objectives=[o.name for o in loaded.config.objectives],
         target=target,
         max_failures=ex.max_failures,
@@ -241,4 +268,60 @@ def make_searcher(
         on_event=on_event,
         scheduler=scheduler,
         executor=executor,
+        fallback=UnseenPoint(loaded, checked, proposer, seed=loaded.config.sampler.seed + len(study.trials)),
     )
+
+
+class _RandomTrial:
+    """Just enough of an Optuna trial for `space.sample`: every suggestion uniformly at random."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+        self.params: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.params[name] = self.rng.choice(list(choices))
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        self.params[name] = self.rng.randrange(low, high + 1, step)
+        return self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, step: Any = None, log: bool = False) -> float:
+        import math
+
+        if step:
+            value = low + step * self.rng.randrange(int(round((high - low) / step)) + 1)
+        elif log:
+            value = math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        else:
+            value = self.rng.uniform(low, high)
+        self.params[name] = value
+        return value
+
+
+class UnseenPoint:
+    """The searcher's fallback: a uniformly random point of the space whose candidate was not seen yet
+    (up to `tries` draws; None when every draw was seen, e.g. in an exhausted space)."""
+
+    def __init__(self, loaded: Any, checked: Any, proposer: Any, *, seed: int, tries: int = 200) -> None:
+        import random
+
+        self.loaded, self.checked, self.proposer = loaded, checked, proposer
+        self.rng = random.Random(seed)
+        self.tries = tries
+
+    def __call__(self, seen: set[str]) -> dict[str, Any] | None:
+        from icbench.search import space as sp
+
+        for _ in range(self.tries):
+            trial = _RandomTrial(self.rng)
+            sp.sample(trial, self.loaded.space, self.checked.mask_len)
+            cand = self.proposer.candidate(optuna.trial.FixedTrial(trial.params))
+            try:
+                canonical = self.proposer.cost(cand)[1]
+            except Exception:  # a point that cannot be built is left to the sampler's own proposals
+                continue
+            if self.proposer.experiment_key(cand, canonical) not in seen:
+                return trial.params
+        return None

@@ -10,6 +10,7 @@ those weights, so a search can keep the test split out of every trial (DESIGN.md
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tempfile
@@ -111,9 +112,20 @@ def _placement(config: CandidateConfig, site_list: list[Site]) -> Placement:
     return placement
 
 
+#: Sites of a basic network by what builds it: finding them takes a forward pass, and every candidate of
+#: a study starts from the same basic network (a search builds hundreds in the driver).
+_SITES: dict[str, list[Site]] = {}
+
+
 def _build(config: CandidateConfig, info: DatasetInfo) -> tuple[nn.Module, Placement, list[Site]]:
     model = _build_basic(config, info)
-    site_list = sites(model, info.input_shape, config.family)
+    key = json.dumps(
+        [config.family, config.size, config.width, config.family_kwargs, info.input_shape, info.num_classes],
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    if key not in _SITES:
+        _SITES[key] = sites(model, info.input_shape, config.family)
+    site_list = list(_SITES[key])
     placement = _placement(config, site_list)
     apply(model, placement, site_list)
     return model, placement, site_list

@@ -24,7 +24,9 @@ def test_smoke_runs_both_sides_and_resumes_the_recipe_cells(tmp_path: Path) -> N
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     table = [ln.split() for ln in out.stdout.splitlines() if ln.startswith(("peer ", "icbench "))]
-    rows = {w[0]: w for w in table if len(w) == 8 and w[1].isdigit()}  # side, seed, trials, wall, "N %", best, HV
+    rows = {
+        w[0]: w for w in table if len(w) == 8 and w[1].isdigit()
+    }  # side, seed, trials, wall, "N %", best, HV
     assert set(rows) == {"peer", "icbench"}
     for words in rows.values():
         assert words[2] == "2" and 0.0 <= float(words[-1]) <= 1.0  # 2 trials; a normalised hypervolume

@@ -63,7 +63,9 @@ def _trials(study: Path) -> list[optuna.trial.FrozenTrial]:
 def test_replayed_values_are_the_table_entries_of_the_chosen_seed(tmp_path: Path, table: Path) -> None:
     import pandas as pd
 
-    study = _replay(tmp_path, table, "n_trials: 5\nsampler: {name: random, seed: 3}\n")
+    study = _replay(
+        tmp_path, table, "n_trials: 5\nsampler: {name: random, seed: 3}\nevaluation: {test: all}\n"
+    )
     run = run_study(study, report=True, echo=lambda _: None)
     assert run.n_complete == 5 and run.stop_reason is None
     rows = pd.read_parquet(table).set_index(["placement", "wld", "seed"])
@@ -78,6 +80,28 @@ def test_replayed_values_are_the_table_entries_of_the_chosen_seed(tmp_path: Path
         assert a["test_acc"] == row["test_acc"]
         assert [e["val_acc"] for e in a["curve"]] == list(row["val_acc_curve"])
     assert (tmp_path / "reports" / "r" / "summary.md").exists(), "the report of a replayed study builds"
+
+
+def test_with_test_chosen_only_the_shown_trials_get_the_tables_test_accuracy(
+    tmp_path: Path, table: Path
+) -> None:
+    import pandas as pd
+
+    from icbench.report.evaluation import shown_trials
+    from icbench.report.load import load_study as read_study
+
+    study = _replay(tmp_path, table, "n_trials: 5\nsampler: {name: random, seed: 3}\n")
+    run_study(study, report=False, echo=lambda _: None)
+    assert all("test_acc" not in t.user_attrs for t in _trials(study)), "no trial reads the test column"
+    data = read_study(f"sqlite:///{tmp_path}/runs/r/study.db", "r")
+    shown = set(shown_trials(data.trials, data.objectives))
+    rows = pd.read_parquet(table).set_index(["placement", "wld", "seed"])
+    for _, t in data.trials[data.trials["state"] == "COMPLETE"].iterrows():
+        if t["number"] in shown:
+            assert t["test_acc"] == rows.loc[(t["placement"], t["wld"], t["seed"]), "test_acc"]
+            assert "benchmark table" in t["test_evaluated"]
+        else:
+            assert pd.isna(t["test_acc"])
 
 
 def test_replay_seeds_are_deterministic_and_cover_the_table() -> None:

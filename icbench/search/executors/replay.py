@@ -56,6 +56,14 @@ class Table:
         epochs = max((len(r["val_acc_curve"]) for r in rows.values()), default=0)
         return cls(Path(path), rows, sorted({k[2] for k in rows}), shared.get("experiment"), epochs)
 
+    def costs(self) -> dict[str, dict[str, Any]]:
+        """MACs and parameters by placement, as measured when the table was made."""
+        return {
+            r["placement"]: {"macs": int(r["macs"]), "params": int(r["params"]),
+                             "params_trainable": int(r["params_trainable"])}
+            for r in self.rows.values() if r["macs"] == r["macs"]
+        }  # fmt: skip
+
     def row(self, placement: str, wld: bool, seed: int) -> dict[str, Any] | None:
         return self.rows.get((placement, bool(wld), int(seed)))
 
@@ -97,7 +105,7 @@ def check_replay(loaded: Any, checked: Any) -> None:
             f"a replay enumerates its space to check the table holds it: {e}",
             source=str(loaded.space_path),
         ) from None
-    proposer = Proposer(loaded, checked)
+    proposer = Proposer(loaded, checked, table.costs())
     missing: list[str] = []
     for params in points:
         cand = proposer.candidate(optuna.trial.FixedTrial(params))
@@ -159,8 +167,12 @@ def _number(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def final_result(row: dict[str, Any], epochs: int) -> dict[str, Any]:
-    """The final result a live trial would report for this row (the searcher's input)."""
+def final_result(row: dict[str, Any], epochs: int, test: str = "all") -> dict[str, Any]:
+    """The final result a live trial would report for this row (the searcher's input).
+
+    `test` is the study's `evaluation.test`: the table's test accuracy is part of the result only with
+    `all`; with `chosen` the driver takes it from the table after the search, for the chosen trials.
+    """
     from icbench.search.trainable import FINAL_KEY
 
     curve = [
@@ -184,6 +196,9 @@ def final_result(row: dict[str, Any], epochs: int) -> dict[str, Any]:
     for key in ("test_evaluated", "family", "size", "machine", "unit", "placement", "reason"):
         if row.get(key) is not None:
             out[key] = row[key]
+    if test != "all":
+        out.pop("test_acc", None)
+        out.pop("test_evaluated", None)
     out["seed"], out["wld"] = int(row["seed"]), bool(row["wld"])
     if out["status"] != "complete":
         out.setdefault("reason", f"{out['status']} when the table was made")
@@ -203,8 +218,9 @@ def execute_replay(
     epochs = loaded.config.budget.epochs
     scheduler = make_scheduler(loaded)
     searcher = make_searcher(
-        loaded, checked, study, target, Progress(study, target, echo), scheduler, executor="replay"
-    )
+        loaded, checked, study, target, Progress(study, target, echo, every=10), scheduler,
+        executor="replay", known_costs=table.costs(),
+    )  # fmt: skip
     has_seed = "seed" in loaded.space.params
     workers = loaded.config.execution.max_concurrent
     events: list[_Event] = []
@@ -249,7 +265,7 @@ def execute_replay(
         if ev.epoch >= len(ends):  # the last epoch: the final result
             trial.set_user_attr("sim_end_s", ev.time)
             del running[ev.trial_id]
-            searcher.on_trial_complete(ev.trial_id, final_result(row, epochs))
+            searcher.on_trial_complete(ev.trial_id, final_result(row, epochs, loaded.config.evaluation.test))
         else:
             i = ev.epoch - 1
             result = {

@@ -32,10 +32,10 @@ def make_table(path: Path, loaded: LoadedStudy, seeds: list[int], curve: Curve, 
     proposer = Proposer(loaded, checked)
     rows, seen, candidates = [], set(), []
     for params in sp.enumerate_points(loaded.space, checked.mask_len):
-        params = {k: v for k, v in params.items() if k != "seed"}
         cand = proposer.candidate(optuna.trial.FixedTrial(params))
         cost, placement = proposer.cost(cand)
         wld = bool(cand["wld"]["enabled"])
+        params = {k: v for k, v in params.items() if k != "seed"}
         for seed in seeds:
             if (placement, wld, seed) in seen:
                 continue
