@@ -160,15 +160,24 @@ def _grid_sampler_class() -> type:
 
 
 def make_sampler(cfg: SamplerSection, seed: int, loaded: LoadedStudy) -> Any:
-    """The sampler named in the study (`icbench.search.samplers`), always with an explicit seed."""
+    """The sampler named in the study (`icbench.search.samplers`), always with an explicit seed, and
+    unless `sampler.informed` is off, wrapped so it learns from pruned and rejected trials
+    (`samplers/informed.py`)."""
     from icbench.search.samplers import SAMPLERS
 
     try:
-        return SAMPLERS.get(cfg.name)(loaded, seed, **cfg.kwargs)
+        sampler = SAMPLERS.get(cfg.name)(loaded, seed, **cfg.kwargs)
     except TypeError as e:
         raise ConfigError(
             f"invalid sampler arguments: {e}", source=str(loaded.study_path), field="sampler.kwargs"
         ) from None
+    if not cfg.informed or cfg.name == "grid":
+        return sampler
+    from icbench.search.samplers.informed import InformedSampler
+
+    c = loaded.config
+    objectives = [(o.name, o.resolved_direction) for o in c.objectives]
+    return InformedSampler(sampler, objectives, c.constraints.max_macs)
 
 
 def open_study(

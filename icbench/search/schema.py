@@ -167,6 +167,10 @@ class SamplerSection(_Strict):
     name: str = "tpe"
     seed: int = 0
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: The sampler learns from pruned trials (their partial accuracy) and rejected ones (the MACs ceiling
+    #: as a constraint), and a duplicate proposal is answered by an unseen random point
+    #: (`icbench.search.samplers.informed`, `searcher.UnseenPoint`). False: Optuna's sampler alone.
+    informed: bool = True
 
     @field_validator("name")
     @classmethod

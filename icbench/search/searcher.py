@@ -268,7 +268,9 @@ def make_searcher(
         on_event=on_event,
         scheduler=scheduler,
         executor=executor,
-        fallback=UnseenPoint(loaded, checked, proposer, seed=loaded.config.sampler.seed + len(study.trials)),
+        fallback=UnseenPoint(loaded, checked, proposer, seed=loaded.config.sampler.seed + len(study.trials))
+        if loaded.config.sampler.informed
+        else None,
     )
 
 

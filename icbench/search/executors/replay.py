@@ -207,9 +207,10 @@ def final_result(row: dict[str, Any], epochs: int, test: str = "all") -> dict[st
 
 @EXECUTORS.register("replay")
 def execute_replay(
-    loaded: Any, checked: Any, study: Any, target: int, echo: Callable[[str], None]
+    loaded: Any, checked: Any, study: Any, target: int, echo: Callable[[str], None] | None
 ) -> str | None:
-    """Replay the study against its table until the target is reached; returns why it stopped early."""
+    """Replay the study against its table until the target is reached; returns why it stopped early.
+    `echo` None: no progress lines (and none of their cost: a benchmark replays thousands of trials)."""
     from icbench.search.runner import Progress
     from icbench.search.schedulers import make_scheduler
     from icbench.search.searcher import FINISHED, make_searcher
@@ -217,8 +218,9 @@ def execute_replay(
     table = open_table(loaded)
     epochs = loaded.config.budget.epochs
     scheduler = make_scheduler(loaded)
+    progress = Progress(study, target, echo, every=10) if echo is not None else None
     searcher = make_searcher(
-        loaded, checked, study, target, Progress(study, target, echo, every=10), scheduler,
+        loaded, checked, study, target, progress, scheduler,
         executor="replay", known_costs=table.costs(),
     )  # fmt: skip
     has_seed = "seed" in loaded.space.params

@@ -71,4 +71,4 @@ def make_scheduler(loaded: Any) -> Scheduler:
     )
 
 
-from icbench.search.schedulers import asha, fifo  # noqa: E402,F401 - registration
+from icbench.search.schedulers import asha, fifo, mo_asha  # noqa: E402,F401 - registration
