@@ -30,9 +30,9 @@ from reliability_helpers import (
     ray_sandbox,
     run_cli,
     start,
+    wait_for_marker,
     write_study,
 )
-from test_crash_resume import _wait_for_marker
 
 from icbench.search import space as sp
 from icbench.search.runner import GridPoints, make_sampler, mark_interrupted
@@ -192,7 +192,7 @@ def test_a_grid_study_killed_mid_trial_ends_with_every_point_complete_once(tmp_p
             box.env(ICBENCH_CRASH_AT="mid_trial", ICBENCH_CRASH_DIR=str(markers)),
             log,
         )
-        _wait_for_marker(markers / "mid_trial", proc, log)
+        wait_for_marker(markers / "mid_trial", proc, log)
         kill_group(proc)
         box.kill_leftovers()
         killed = load_trials(study)
