@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     horizon = float(np.median(fifo_ends)) if fifo_ends else 1.0
     grid_t = np.linspace(0, horizon, 41)
-    rows, out_rows = [], []
+    out_rows = []
     front_keys = {k for k, v in truth.items() if any(np.allclose(v, f) for f in front)}
     by_config: dict[str, list[dict]] = {}
     for r in runs:
@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         pp = interval([rec["proposals_per_trained"] for rec in recs])
         cells += [reach, f"{pf[0]:.2f} [{pf[1]:.2f}, {pf[2]:.2f}]", f"{pp[0]:.2f} [{pp[1]:.2f}, {pp[2]:.2f}]"]
         lines.append(f"| {config} | " + " | ".join(cells) + " |")
-        rows.append({"config": config, "final_regret": float(mean_t[-1])})
     if max_macs is not None:
         lines.append(
             f"\nceiling rows: constraints.max_macs = {max_macs / 1e6:.3f} MMac (the {args.ceiling:g} quantile of the table's MACs)"

@@ -34,7 +34,7 @@ import yaml
 from icbench.errors import ConfigError, IcbenchError
 from icbench.report.confirm import LINK_ATTR, SEED_ATTR, SOURCE_ATTR
 from icbench.search import fingerprint as fpr
-from icbench.search.runner import UNSETTLED, StudyRun, counts, storage_url
+from icbench.search.runner import StudyRun, counts, storage_url
 from icbench.search.schema import (
     ASHASection,
     EvaluationSection,
@@ -159,31 +159,12 @@ def _point_of(trial: Any) -> tuple[int, int] | None:
 
 
 def queue_points(study: Any, points: list[Point]) -> tuple[int, int]:
-    """Enqueue every point without a trial that settles it; returns (points to run now, points settled).
+    """Enqueue every point without a trial that settles it; returns (points to run now, points settled)
+    (`runner.queue_missing`: a diverged seed is an outcome, reported as such, and not retrained)."""
+    from icbench.search.runner import queue_missing
 
-    A point is settled by a COMPLETE or PRUNED trial, or a FAIL that is not `interrupted`/`duplicate` (a
-    diverged seed is an outcome, reported as such, and not retrained); a WAITING trial already queues it.
-    """
-    from optuna.trial import TrialState
-
-    settled: set[tuple[int, int]] = set()
-    waiting: set[tuple[int, int]] = set()
-    for t in study.get_trials(deepcopy=False):
-        key = _point_of(t)
-        if key is None:
-            continue
-        if t.state == TrialState.WAITING:
-            waiting.add(key)
-        elif not (t.state == TrialState.FAIL and t.user_attrs.get("status") in UNSETTLED):
-            settled.add(key)
-    todo = 0
-    for p in points:
-        if p.key in settled:
-            continue
-        todo += 1
-        if p.key not in waiting:
-            study.enqueue_trial(p.params, user_attrs={SOURCE_ATTR: p.source_trial, SEED_ATTR: p.seed})
-    return todo, len(settled & {p.key for p in points})
+    queued = [(p.key, p.params, {SOURCE_ATTR: p.source_trial, SEED_ATTR: p.seed}) for p in points]
+    return queue_missing(study, queued, _point_of)
 
 
 def _source_params(url: str, name: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
@@ -336,12 +317,7 @@ def confirm_study(
 
 
 def _unsettled(study: Any, points: list[Point]) -> list[tuple[int, int]]:
-    from optuna.trial import TrialState
+    from icbench.search.runner import settled_keys
 
-    settled = {
-        _point_of(t)
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.user_attrs.get("status") not in UNSETTLED)
-    }
+    settled, _ = settled_keys(study, _point_of)
     return [p.key for p in points if p.key not in settled]

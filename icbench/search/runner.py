@@ -79,6 +79,43 @@ def target_trials(loaded: LoadedStudy) -> int:
 UNSETTLED = ("interrupted", "duplicate")
 
 
+def settled_keys(study: Any, key_of: Callable[[Any], Any]) -> tuple[set[Any], set[Any]]:
+    """(settled, waiting) keys of a study whose trials each run one queued point (`key_of(trial)`, None
+    for a trial that runs none): settled by a COMPLETE or PRUNED trial or a FAIL that is not `UNSETTLED`
+    (a diverged point is an outcome and not retrained); waiting when a WAITING trial already queues it."""
+    from optuna.trial import TrialState
+
+    settled: set[Any] = set()
+    waiting: set[Any] = set()
+    for t in study.get_trials(deepcopy=False):
+        key = key_of(t)
+        if key is None:
+            continue
+        if t.state == TrialState.WAITING:
+            waiting.add(key)
+        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            t.state == TrialState.FAIL and t.user_attrs.get("status") not in UNSETTLED
+        ):
+            settled.add(key)
+    return settled, waiting
+
+
+def queue_missing(
+    study: Any, points: list[tuple[Any, dict[str, Any], dict[str, Any]]], key_of: Callable[[Any], Any]
+) -> tuple[int, int]:
+    """Enqueue every (key, params, user_attrs) point without a settling trial (`settled_keys`), unless a
+    WAITING trial already queues it; returns (points to run now, points already settled)."""
+    settled, waiting = settled_keys(study, key_of)
+    todo = 0
+    for key, params, attrs in points:
+        if key in settled:
+            continue
+        todo += 1
+        if key not in waiting:
+            study.enqueue_trial(params, user_attrs=attrs)
+    return todo, len(settled & {key for key, _, _ in points})
+
+
 class GridPoints:
     """The distinct parameter sets of a grid study, computed from the search space alone.
 

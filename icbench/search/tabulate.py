@@ -23,7 +23,7 @@ from typing import Any
 from icbench.errors import ConfigError
 from icbench.report.table import ROW_ATTR
 from icbench.search import space as sp
-from icbench.search.runner import UNSETTLED, StudyRun, counts, storage_url
+from icbench.search.runner import StudyRun, counts, queue_missing, settled_keys, storage_url
 from icbench.search.schema import FloatParam, LoadedStudy, load_study
 
 #: Where tables go unless `--out` says otherwise: tables/<study>.parquet.
@@ -92,32 +92,14 @@ def table_rows(loaded: LoadedStudy, proposer: Any, mask_len: int | None) -> list
     )  # stable: enumeration order within a seed
 
 
+def _row_of(trial: Any) -> str | None:
+    return trial.user_attrs.get(ROW_ATTR)
+
+
 def queue_rows(study: Any, rows: list[Row]) -> tuple[int, int]:
-    """Enqueue every row without a settling trial; returns (rows to run now, rows already settled).
-
-    A row is settled by a COMPLETE or PRUNED trial, or a FAIL that is not `interrupted`/`duplicate` (a
-    diverged row is an outcome, recorded in the table as such, and not retrained).
-    """
-    from optuna.trial import TrialState
-
-    settled: set[str] = set()
-    waiting: set[str] = set()
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(ROW_ATTR)
-        if key is None:
-            continue
-        if t.state == TrialState.WAITING:
-            waiting.add(key)
-        elif not (t.state == TrialState.FAIL and t.user_attrs.get("status") in UNSETTLED):
-            settled.add(key)
-    todo = 0
-    for r in rows:
-        if r.key in settled:
-            continue
-        todo += 1
-        if r.key not in waiting:
-            study.enqueue_trial(r.params, user_attrs={ROW_ATTR: r.key})
-    return todo, len(settled & {r.key for r in rows})
+    """Enqueue every row without a settling trial; returns (rows to run now, rows already settled)
+    (`runner.queue_missing`: a diverged row is an outcome, recorded in the table as such, and not retrained)."""
+    return queue_missing(study, [(r.key, r.params, {ROW_ATTR: r.key}) for r in rows], _row_of)
 
 
 def tabulate(
@@ -173,7 +155,7 @@ def tabulate(
         if todo:
             target = before["complete"] + before["pruned"] + todo
             reason = runner._execute(loaded, checked, study, target, echo)
-            left = [r for r in rows if r.key not in _settled(study)]
+            left = [r for r in rows if r.key not in settled_keys(study, _row_of)[0]]
             if left:
                 run.stop_reason = f"{len(left)} row(s) not run ({reason or 'stopped'}); run tabulate again"
         after = counts(study)
@@ -189,17 +171,3 @@ def tabulate(
     run.wall_time_s = time.perf_counter() - t0
     echo(f"done in {run.wall_time_s:.1f} s")
     return run
-
-
-def _settled(study: Any) -> set[str]:
-    from optuna.trial import TrialState
-
-    return {
-        t.user_attrs[ROW_ATTR]
-        for t in study.get_trials(deepcopy=False)
-        if ROW_ATTR in t.user_attrs
-        and (
-            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and t.user_attrs.get("status") not in UNSETTLED)
-        )
-    }

@@ -36,7 +36,7 @@ PARTIAL = ("val_acc",)
 CONSTRAINT = "constraints:max_macs"
 
 
-def _value(t: FrozenTrial, name: str, direction: str) -> float | None:
+def _value(t: FrozenTrial, name: str) -> float | None:
     v = t.user_attrs.get(name)
     try:
         v = float(v)
@@ -57,25 +57,25 @@ def informed_trial(
     if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
         if max_macs is None:
             return None
-        macs = _value(t, "macs", "minimize")
+        macs = _value(t, "macs")
         return _copy(
             t, t.state, t.values, {**t.system_attrs, CONSTRAINT: 0.0 if macs is None else macs - max_macs}
         )
     if t.state == TrialState.PRUNED:
-        values = [_value(t, n, d) for n, d in objectives]
+        values = [_value(t, n) for n, d in objectives]
         if any(v is None for v in values):
             return None
         system = dict(t.system_attrs)
         if max_macs is not None:
-            macs = _value(t, "macs", "minimize")
+            macs = _value(t, "macs")
             system[CONSTRAINT] = 0.0 if macs is None else macs - max_macs
     elif t.state == TrialState.FAIL and status == "rejected" and max_macs is not None:
-        macs = _value(t, "macs", "minimize")
+        macs = _value(t, "macs")
         if macs is None:
             return None
         values = []
         for name, direction in objectives:
-            v = _value(t, name, direction)
+            v = _value(t, name)
             if name in PARTIAL or v is None:  # never trained: the worst value it could have
                 v = 0.0 if direction == "maximize" else float("inf")
             values.append(v)
