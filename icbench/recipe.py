@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from icbench.errors import ConfigError
 
-__all__ = ["INITS", "RECIPE_KEYS", "SCHEDULES", "Recipe"]
+__all__ = [
+    "INITS",
+    "LEGACY_UNIT_RECIPE",
+    "RECIPE_KEYS",
+    "SCHEDULES",
+    "UNIT_INITS",
+    "UNIT_RECIPE_KEYS",
+    "Recipe",
+]
 
 #: Learning-rate schedules of the loop (`icbench.training.loop.lr_at`).
 SCHEDULES = ("linear", "cosine", "onecycle")
 #: Weight initialisations applied before training (`icbench.training.init.initialise`).
 INITS = ("torch", "family")
+#: Default of `Recipe.unit_lr_mult` (chosen by benchmarks/units_learn.py).
+UNIT_LR_MULT_DEFAULT = 30.0
+#: How a unit's data-dependent parameters start (`icbench.units.calibrate_units`); both keep the unit
+#: exactly the plain convolution at initialisation.
+UNIT_INITS = ("data", "zero")
 
 
 @dataclass
@@ -39,6 +53,14 @@ class Recipe:
         augment_from_epochs: with `augment` unset, a run uses its dataset's augmentation only from this
             many epochs on: at 3 epochs random crops cost mnist5k 4 and digits 7 points of validation
             accuracy, at 10 they were even.
+        unit_lr_mult: the units' own parameters (IC's gains and thresholds, SE's gate) train at this
+            multiple of the learning rate. Each unit starts at the identity, in front of a BatchNorm,
+            where its parameters get little gradient: at 1× they hardly leave it (README, "Units that
+            learn"; measured by benchmarks/units_learn.py).
+        unit_init: "data" sets the units' thresholds from a calibration batch of training images (each
+            channel's mean) before training, the gate still at the identity; "zero" keeps every
+            threshold at 0 (before December 2026 the only behaviour: `ic_dual` is then a per-channel
+            scale that BatchNorm cancels, and it never moves).
     """
 
     epochs: int = 2
@@ -55,6 +77,8 @@ class Recipe:
     init: str = "torch"
     compile: bool = False
     augment_from_epochs: int = 10
+    unit_lr_mult: float = UNIT_LR_MULT_DEFAULT
+    unit_init: str = "data"
 
     def resolve_augment(self, augment: bool | None, dataset_default: bool) -> bool:
         """Whether a run of this recipe augments: `augment` when set, else the dataset's default
@@ -70,6 +94,7 @@ class Recipe:
                 ("epochs", int), ("batch_size", int), ("lr", float), ("momentum", float),
                 ("nesterov", bool), ("weight_decay", float), ("label_smoothing", float),
                 ("warmup_fraction", float), ("ema_decay", float), ("compile", bool), ("augment_from_epochs", int),
+                ("unit_lr_mult", float),
             ):  # fmt: skip
                 if kind is not bool and isinstance(getattr(self, name), bool):
                     raise TypeError(f"{name} must be a number, got a boolean")
@@ -95,6 +120,12 @@ class Recipe:
             ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
             ("init", self.init in INITS, "one of " + ", ".join(INITS)),
             ("augment_from_epochs", self.augment_from_epochs >= 1, ">= 1"),
+            (
+                "unit_lr_mult",
+                math.isfinite(self.unit_lr_mult) and self.unit_lr_mult > 0,
+                "a finite number > 0",
+            ),
+            ("unit_init", self.unit_init in UNIT_INITS, "one of " + ", ".join(UNIT_INITS)),
         )
         for name, ok, valid in checks:
             if not ok:
@@ -110,3 +141,7 @@ class Recipe:
 
 #: Fields of `Recipe`: the recipe a study's `training` section sets (less `augment` and `seed`).
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
+#: Recipe fields that act on the units only: a basic network (a WLD teacher) trains the same without them.
+UNIT_RECIPE_KEYS = ("unit_lr_mult", "unit_init")
+#: What the unit settings were before they existed: a study or table that does not record them ran so.
+LEGACY_UNIT_RECIPE: dict[str, object] = {"unit_lr_mult": 1.0, "unit_init": "zero"}

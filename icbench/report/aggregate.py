@@ -97,6 +97,14 @@ def default_budgets(
     return budgets, text
 
 
+def _median_delta(group: pd.DataFrame) -> float:
+    """Median unit liveness δ of the rows that recorded one (NaN if none did)."""
+    if "unit_delta" not in group:
+        return math.nan
+    values = group["unit_delta"].dropna().astype(float)
+    return float(values.median()) if len(values) else math.nan
+
+
 def _key(value: Any) -> Any:
     """A hashable, printable group key (NaN/None become UNSPECIFIED)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -114,8 +122,9 @@ def placement_stats(trials: pd.DataFrame, by: Sequence[str], budgets: Sequence[B
 
     Returns:
         Columns: the `by` columns, trials, complete, pruned, failed (FAIL, rejected included), then
-        `best_<label>` per budget (validation accuracy) and `best_trial` (number of the best trial
-        without a budget).
+        `best_<label>` per budget (validation accuracy), `best_trial` (number of the best trial
+        without a budget) and `unit_delta` (median over the COMPLETE trials' unit liveness δ; NaN where
+        none recorded one).
     """
     import pandas as pd
 
@@ -136,6 +145,7 @@ def placement_stats(trials: pd.DataFrame, by: Sequence[str], budgets: Sequence[B
             within = cand[cand["macs"] <= b.macs]
             row[f"best_{b.label}"] = float(within["val_acc"].max()) if len(within) else math.nan
         row["best_trial"] = int(cand.loc[cand["val_acc"].idxmax(), "number"]) if len(cand) else None
+        row["unit_delta"] = _median_delta(cand)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -151,12 +161,15 @@ def seed_repeats(trials: pd.DataFrame) -> pd.DataFrame:
     """COMPLETE configurations run with more than one seed: mean and std of accuracy over the seeds.
 
     Returns:
-        Columns: strategy, unit, placement, wld, n_seeds, val_acc_mean, val_acc_std, macs; empty when the
+        Columns: strategy, unit, placement, wld, n_seeds, val_acc_mean, val_acc_std, macs, unit_delta
+        (median of the seeds' unit liveness δ, NaN where none recorded); empty when the
         study repeated no configuration.
     """
     import pandas as pd
 
-    columns = ["strategy", "unit", "placement", "wld", "n_seeds", "val_acc_mean", "val_acc_std", "macs"]
+    columns = [
+        "strategy", "unit", "placement", "wld", "n_seeds", "val_acc_mean", "val_acc_std", "macs", "unit_delta",
+    ]  # fmt: skip
     cand = candidates(trials, ["val_acc"])
     if cand.empty or "seed" not in cand:
         return pd.DataFrame(columns=columns)
@@ -180,6 +193,7 @@ def seed_repeats(trials: pd.DataFrame) -> pd.DataFrame:
                 "val_acc_mean": float(group["val_acc"].mean()),
                 "val_acc_std": float(group["val_acc"].std(ddof=1)),
                 "macs": float(cand.loc[group.index, "macs"].mean()),
+                "unit_delta": _median_delta(cand.loc[group.index]),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -249,7 +263,8 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
     Returns:
         Columns: the factors, cell (a label), n (trials), seeds, val_acc_mean/std, test_acc_mean/std
         (over the cell's trials evaluated on the test split), test_n (how many were), macs, params,
-        epochs_to_target_mean/std, reached (trials that reached `target`).
+        epochs_to_target_mean/std, reached (trials that reached `target`), unit_delta_mean/std (unit
+        liveness δ over the trials that recorded it; NaN for the basic network).
     """
     import pandas as pd
 
@@ -267,6 +282,9 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
         ett = group["curve"].map(lambda c: epochs_to_target(c, target))
         row["epochs_to_target_mean"], row["epochs_to_target_std"] = _mean_std(ett)
         row["reached"] = int(ett.notna().sum())
+        row["unit_delta_mean"], row["unit_delta_std"] = (
+            _mean_std(group["unit_delta"]) if "unit_delta" in group else (math.nan, math.nan)
+        )
         rows.append(row)
     columns = [
         *factors,
@@ -283,6 +301,8 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
         "epochs_to_target_mean",
         "epochs_to_target_std",
         "reached",
+        "unit_delta_mean",
+        "unit_delta_std",
     ]
     return pd.DataFrame(rows, columns=columns)
 

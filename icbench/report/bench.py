@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icbench.liveness import INERT_DELTA, LIVENESS_BATCH
 from icbench.report import stats
 from icbench.report.build import _atomic, _write_text
 from icbench.report.environment import MACHINE_COLUMNS, machine_label, machine_rows, parse_machine
@@ -595,6 +596,40 @@ def statement_on_test(frame: pd.DataFrame) -> str:
     )
 
 
+def liveness_lines(frame: pd.DataFrame) -> str:
+    """Per unit and WLD, how far the rows' trained units moved (δ), or that the table did not record it."""
+    units = frame[(frame["unit"].astype(str) != "conv") & (frame["status"] == "complete")]
+    if units.empty:
+        return "No complete row holds a unit.\n"
+    if "unit_delta" not in units or units["unit_delta"].isna().all():
+        return (
+            "This table's rows do not record δ (the table was made before unit liveness was measured). Its "
+            "units were trained the legacy way (`unit_lr_mult: 1`, `unit_init: zero`), which leaves `ic_dual` "
+            'exactly the plain convolution and `ic` and `se` within about 1 % of it (README, "Units that '
+            'learn"): every unit effect here compares the plain convolution with (almost) itself.\n'
+        )
+    rows = []
+    for (unit, wld), group in units.groupby(
+        [units["unit"].astype(str), units["wld"].astype(bool)], sort=True
+    ):
+        d = group["unit_delta"].dropna().astype(float)
+        inert = int((d < INERT_DELTA).sum())
+        rows.append(
+            [unit, "on" if wld else "off", str(len(d)), f"{d.median():.3f}" if len(d) else "-",
+             f"{d.min():.3f}" if len(d) else "-", f"{d.max():.3f}" if len(d) else "-", f"{inert}/{len(d)}"]
+        )  # fmt: skip
+    text = (
+        f"δ per row: how much the trained units change their sites' outputs (median over the row's unit "
+        f"sites of ‖unit(x) − conv(x)‖ / ‖conv(x)‖ on the first {LIVENESS_BATCH} validation images). Rows "
+        f"under {INERT_DELTA:g} count as inert.\n\n"
+    )
+    return (
+        text
+        + markdown_table(["Unit", "WLD", "Rows", "Median δ", "Min δ", "Max δ", "Inert"], rows, "llrrrrr")
+        + "\n"
+    )
+
+
 def bench_markdown(
     table_path: Path,
     frame: pd.DataFrame,
@@ -650,6 +685,8 @@ def bench_markdown(
         f"{len(seeds)} seeds.\n"
     )
 
+    lines.append("## Unit liveness\n")
+    lines.append(liveness_lines(frame))
     lines.append("## Single-site effects\n")
     lines.append(
         "Each row: the candidate with the unit at exactly the named site(s) (WLD off or on) minus the basic "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from icbench.report import aggregate, evaluation, pareto, plots, tables
 from icbench.report.environment import MACHINE_COLUMNS, machine_rows
+from icbench.report.liveness import liveness_markdown
 from icbench.report.load import StudyData, curve_to_json, load_study
 
 if TYPE_CHECKING:
@@ -432,7 +433,9 @@ def build_report(
             acc_values,
             study_name,
             aggregate.repeats_paired(trials),
-        ),
+        )
+        + "\n"
+        + liveness_markdown(trials),
     )
 
     # Ablation cells and learning curves.
@@ -456,7 +459,9 @@ def build_report(
             target_text,
             test_text,
             aggregate.ablation_paired(trials, factors),
-        ),
+        )
+        + "\n"
+        + liveness_markdown(trials),
     )
     curves = aggregate.cell_curves(trials, factors)
     report.files["curves.png"] = _atomic(
@@ -470,6 +475,7 @@ def build_report(
         ),
     )
 
+    extra.append(liveness_markdown(trials, heading="### Unit liveness"))
     report.files["summary.md"] = _write_text(
         out / "summary.md", summary_markdown(data, report, out, study_file, extra)
     )

@@ -50,6 +50,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "teacher_val_acc",
     "n_sites",
     "n_unit_sites",
+    "unit_delta",
 )
 
 #: Descriptive per-trial fields copied from trial user attributes (or parameters).
@@ -75,7 +76,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "elapsed_s",
 )
 
-_KNOWN_ATTRS = {*BASE_COLUMNS, "curve", "stop_reason", "diverged", "teacher_key"}
+_KNOWN_ATTRS = {*BASE_COLUMNS, "curve", "stop_reason", "diverged", "teacher_key", "unit_deltas"}
 _LOCK_WORDS = ("database is locked", "database table is locked", "database is busy", "sqlite_busy")
 
 

@@ -38,6 +38,10 @@ COLUMNS: dict[str, str] = {
     "size": "network size within the family",
     "n_sites": "convolution sites of the network",
     "n_unit_sites": "sites that hold the unit (0 for the basic network)",
+    "unit_delta": "unit liveness: median over the unit sites of δ = ‖unit(x) − conv(x)‖ / ‖conv(x)‖ on the "
+    "first 256 validation images after training (how far the units moved from the plain convolution); "
+    "empty for the basic network",
+    "unit_deltas": "δ per unit site after training (JSON: module path -> δ); empty for the basic network",
     "teacher_val_acc": "validation accuracy of the WLD teacher (the basic network), when WLD is on",
     "epochs": "epochs trained",
     "val_acc_curve": "validation accuracy after each epoch (list, one per epoch)",
@@ -126,6 +130,10 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
             "size": t["size"],
             "n_sites": t["n_sites"],
             "n_unit_sites": t["n_unit_sites"],
+            "unit_delta": t.get("unit_delta"),
+            "unit_deltas": json.dumps(attrs.get("unit_deltas"), sort_keys=True)
+            if attrs.get("unit_deltas")
+            else None,
             "teacher_val_acc": t["teacher_val_acc"],
             "epochs": t["epochs_done"],
             "val_acc_curve": _curve(t["curve"], "val_acc"),

@@ -13,14 +13,21 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from icbench.liveness import INERT_DELTA, is_inert
 from icbench.report import stats
 from icbench.report.aggregate import Budget, PairedTable
+from icbench.report.liveness import fmt_delta
 from icbench.report.pareto import accuracy_top
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MACS_NOTE = "MACs: multiply-accumulates per image (FLOPs = 2 x MACs)."
+DELTA_NOTE = (
+    "δ: unit liveness, how much the trained units change their sites' outputs (median over the unit sites "
+    f"of ‖unit(x) − conv(x)‖ / ‖conv(x)‖; '-' for the basic network or a trial that did not record it); "
+    f"'units inert': δ < {INERT_DELTA:g}, the trial trained a plain convolution in all but name."
+)
 
 #: Markdown/LaTeX columns of pareto.md / pareto.tex; "{macs}" and "{params}" are the units chosen.
 PARETO_COLUMNS: tuple[str, ...] = (
@@ -31,6 +38,7 @@ PARETO_COLUMNS: tuple[str, ...] = (
     "Placement",
     "Val acc (%)",
     "Test acc (%)",
+    "δ",
     "MACs ({macs})",
     "Params ({params})",
     "Latency (ms)",
@@ -57,6 +65,7 @@ PARETO_CSV_COLUMNS: tuple[str, ...] = (
     "params",
     "latency_ms",
     "epochs_done",
+    "unit_delta",
 )
 
 
@@ -260,10 +269,14 @@ def _size_text(size: Any, width: Any) -> str:
     return fmt_text(size) if w == 1.0 or w != w else f"{fmt_text(size)} x{w:g}"
 
 
-def _note(on_front: bool, is_basic: bool) -> str:
+def _note(on_front: bool, is_basic: bool, unit_delta: Any = None) -> str:
     if on_front and is_basic:
-        return "front; basic (reference)"
-    return "front" if on_front else "basic (reference)"
+        note = "front; basic (reference)"
+    else:
+        note = "front" if on_front else "basic (reference)"
+    if not is_basic and not missing(unit_delta) and is_inert(float(unit_delta)):
+        note += "; units inert"
+    return note
 
 
 def pareto_display(rows: pd.DataFrame, acc_values: Any) -> tuple[list[str], list[list[str]]]:
@@ -281,11 +294,12 @@ def pareto_display(rows: pd.DataFrame, acc_values: Any) -> tuple[list[str], list
             fmt_text(r.placement),
             fmt_fixed(r.val_acc, 2, factor),
             fmt_fixed(r.test_acc, 2, factor),
+            fmt_delta(getattr(r, "unit_delta", None)),
             fmt_num(r.macs, mscale),
             fmt_num(r.params, pscale),
             fmt_fixed(r.latency_ms, 2),
             "1" if missing(r.seed) else f"1 (seed {fmt_int(r.seed)})",
-            _note(bool(r.on_front), bool(r.is_basic)),
+            _note(bool(r.on_front), bool(r.is_basic), getattr(r, "unit_delta", None)),
         ]
         for r in rows.itertuples(index=False)
     ]
@@ -317,8 +331,8 @@ def pareto_markdown(
         "so its accuracy is an optimistic search-time value; `run_study.py confirm` retrains these rows "
         "with fresh seeds and reports each with a 95% interval.\n",
         *([f"{test_text}\n"] if test_text else []),
-        markdown_table(headers, body, align="rllllrrrrrrl"),
-        f"\n{MACS_NOTE} PRUNED and FAIL trials (rejected included) are never on the front.\n",
+        markdown_table(headers, body, align="rllllrrrrrrrl"),
+        f"\n{MACS_NOTE} PRUNED and FAIL trials (rejected included) are never on the front. {DELTA_NOTE}\n",
     ]
     return "\n".join(text)
 
@@ -333,7 +347,7 @@ def pareto_latex(rows: pd.DataFrame, acc_values: Any, study: str, test_text: str
     return latex_table(
         headers,
         body,
-        align="rllllrrrrrrl",
+        align="rllllrrrrrrrl",
         caption=f"Pareto-optimal trials of study {study}, sorted by MACs; each row is one training run "
         f"(one seed), a search-time value. {MACS_NOTE}{test}",
         label=f"tab:pareto-{study}",
@@ -368,15 +382,15 @@ def placements_markdown(
 
     def section(title: str, table: pd.DataFrame, keys: Sequence[str]) -> str:
         headers = [k.capitalize() for k in keys] + ["Trials", "Complete", "Pruned", "Failed"]
-        headers += [budget_header(b) for b in budgets] + ["Best trial"]
+        headers += [budget_header(b) for b in budgets] + ["Best trial", "Median δ"]
         body = [
             [fmt_text(row[k]) for k in keys]
             + [str(row["trials"]), str(row["complete"]), str(row["pruned"]), str(row["failed"])]
             + [fmt_fixed(row[f"best_{b.label}"], 2, factor) for b in budgets]
-            + [fmt_int(row["best_trial"])]
+            + [fmt_int(row["best_trial"]), fmt_delta(row.get("unit_delta"))]
             for _, row in table.iterrows()
         ]
-        align = "l" * len(keys) + "r" * (4 + len(budgets) + 1)
+        align = "l" * len(keys) + "r" * (4 + len(budgets) + 2)
         return f"## {title}\n\n" + markdown_table(headers, body, align)
 
     out = [
@@ -401,6 +415,7 @@ def placements_markdown(
             "Seeds",
             "Val acc (%) mean ± std",
             f"MACs ({rname})",
+            "Median δ",
         ]
         body = [
             [
@@ -411,12 +426,13 @@ def placements_markdown(
                 str(r.n_seeds),
                 fmt_mean_std(r.val_acc_mean, r.val_acc_std, 2, factor),
                 fmt_num(r.macs, rscale),
+                fmt_delta(getattr(r, "unit_delta", None)),
             ]
             for r in repeats.itertuples(index=False)
         ]
         out.append(
             "COMPLETE configurations run with several seeds (identical apart from the seed); "
-            "std is the sample standard deviation.\n\n" + markdown_table(headers, body, "llllrrr")
+            "std is the sample standard deviation.\n\n" + markdown_table(headers, body, "llllrrrr")
         )
     if paired is not None:
         out.append(paired_markdown(paired, acc_values, "Paired comparisons against the basic network"))
@@ -433,7 +449,15 @@ ABLATION_COLUMNS: tuple[str, ...] = (
     "Params ({params})",
     "Epochs to target",
     "Reached target",
+    "δ",
 )
+
+
+def _delta_mean_std(mean: Any, std: Any) -> str:
+    if missing(mean):
+        return "-"
+    text = fmt_delta(mean) if missing(std) else f"{fmt_delta(mean)} ± {fmt_delta(std)}"
+    return text + (" (inert)" if is_inert(float(mean)) else "")
 
 
 def ablation_markdown(
@@ -474,6 +498,7 @@ def ablation_markdown(
                 fmt_num(row["params"], pscale),
                 fmt_mean_std(row["epochs_to_target_mean"], row["epochs_to_target_std"], 1),
                 f"{row['reached']}/{row['n']}",
+                _delta_mean_std(row.get("unit_delta_mean"), row.get("unit_delta_std")),
             ]
         )
     kind = (
@@ -487,7 +512,7 @@ def ablation_markdown(
         f"{kind} Values are mean ± sample std over the cell's COMPLETE trials (seeds). "
         f"Epochs to target: epochs trained until validation accuracy first reached "
         f"{fmt_fixed(target, 2, factor)} % ({target_text}); trials that never reached it are left out "
-        f"of the mean and counted in the last column. {MACS_NOTE}\n",
+        f"of the mean and counted in the column after it. {MACS_NOTE} {DELTA_NOTE}\n",
     ]
     if test_text:
         text.append(

@@ -13,7 +13,7 @@ from typing import Any
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import space as sp
 from icbench.search.records import Checked
-from icbench.search.schema import CategoricalParam, IntParam, LoadedStudy, MaskParam
+from icbench.search.schema import CategoricalParam, FloatParam, IntParam, LoadedStudy, MaskParam
 
 __all__ = ["N_PROBE", "Checked", "check_data_present", "check_environment", "check_study", "mask_length"]
 
@@ -153,6 +153,7 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
             if problem:
                 raise ConfigError(problem, source=study_file, field=f"enqueue.{i}.{key}")
 
+    _check_bounds(loaded)
     _check_sampler(loaded)
     _check_dataset(loaded)
     _check_study_placement(loaded)
@@ -330,6 +331,27 @@ def _check_teacher(loaded: LoadedStudy) -> None:
         check_state_dict(model, state, source=f"teacher checkpoint {path}")
     except IcbenchError as e:
         raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
+
+
+def _check_bounds(loaded: LoadedStudy) -> None:
+    """A numeric parameter that sets a recipe value (lr, unit_lr_mult, ...) must give a valid candidate at
+    both ends of its range: random probing would almost never draw `low` exactly (e.g. a multiplier of 0)."""
+    from icbench.training import CandidateConfig
+
+    base = sp.base_candidate(loaded)
+    for name, p in loaded.space.params.items():
+        target = sp.target_of(name, p)
+        if not isinstance(p, FloatParam | IntParam) or "." in target:
+            continue
+        for end in ("low", "high"):
+            try:
+                CandidateConfig.from_dict({**base, target: getattr(p, end)})
+            except ConfigError as e:
+                raise ConfigError(
+                    f"{end} end {getattr(p, end)!r} of the range is not a valid {target}: {e.detail}",
+                    source=str(loaded.space_path),
+                    field=f"params.{name}.{end}",
+                ) from None
 
 
 def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError
+from icbench.recipe import LEGACY_UNIT_RECIPE
 from icbench.search.schema import LoadedStudy
 from icbench.search.space import base_candidate
 
@@ -127,16 +128,26 @@ class Change:
     field: str
     old: Any
     new: Any
+    #: What an absent old value ran as (a setting added to the schema later), when known.
+    old_ran_as: Any = ABSENT
 
     def __str__(self) -> str:
-        return f"{self.field} was {_show(self.old)}, now {_show(self.new)}"
+        old = _show(self.old)
+        if self.old is ABSENT and self.old_ran_as is not ABSENT:
+            old = f"(not set: studies of that time ran as {_show(self.old_ran_as)})"
+        return f"{self.field} was {old}, now {_show(self.new)}"
 
 
 def schema_defaults() -> dict[str, Any]:
-    """The fingerprint fields of a study file that sets nothing it need not set (every default)."""
+    """What a study stored before a setting existed ran with, by fingerprint field: the schema's default,
+    except for settings added later with a default that changed the behaviour (the unit settings of
+    `LEGACY_UNIT_RECIPE`): an old study ran with the old behaviour, so resuming it under the new default
+    is a change."""
     from icbench.search.schema import StudyConfig
 
-    return StudyConfig(name="defaults", search_space="-").model_dump(mode="json")
+    out = StudyConfig(name="defaults", search_space="-").model_dump(mode="json")
+    out["training"].update(LEGACY_UNIT_RECIPE)
+    return out
 
 
 def changes(old: Any, new: Any, prefix: str = "", defaults: Any = None) -> list[Change]:
@@ -160,7 +171,7 @@ def changes(old: Any, new: Any, prefix: str = "", defaults: Any = None) -> list[
         return []
     if old is not ABSENT and new is not ABSENT and _canonical(old) == _canonical(new):
         return []
-    return [Change(prefix or "(the whole fingerprint)", old, new)]
+    return [Change(prefix or "(the whole fingerprint)", old, new, defaults if old is ABSENT else ABSENT)]
 
 
 def check_unchanged(

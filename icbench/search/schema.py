@@ -214,6 +214,8 @@ class TrainingSection(_Strict):
     init: Literal["torch", "family"] = _RECIPE.init  # type: ignore[assignment]
     compile: bool = _RECIPE.compile
     augment_from_epochs: int = Field(default=_RECIPE.augment_from_epochs, ge=1)
+    unit_lr_mult: float = Field(default=_RECIPE.unit_lr_mult, gt=0, allow_inf_nan=False)
+    unit_init: Literal["data", "zero"] = _RECIPE.unit_init  # type: ignore[assignment]
     augment: bool | None = None
     seed: int = 0
 

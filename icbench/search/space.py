@@ -6,6 +6,7 @@ import copy
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from icbench.recipe import UNIT_RECIPE_KEYS
 from icbench.search.schema import (
     CategoricalParam,
     FloatParam,
@@ -161,7 +162,7 @@ def teacher_recipe(loaded: LoadedStudy) -> dict[str, Any]:
     teacher of its own; pinned, one teacher serves every trial of the study (DESIGN.md §4).
     """
     c = loaded.config
-    recipe = c.training.model_dump(exclude={"seed"})
+    recipe = c.training.model_dump(exclude={"seed", *UNIT_RECIPE_KEYS})
     if c.wld.teacher_epochs is None:
         recipe["epochs"] = c.budget.epochs
     return recipe

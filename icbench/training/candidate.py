@@ -24,7 +24,7 @@ from torch import nn
 
 from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.cost import Cost, measure_cost, measure_latency
-from icbench.data import DatasetInfo, Splits, dataset_info, load_dataset
+from icbench.data import DatasetInfo, Splits, TensorSplit, dataset_info, load_dataset
 from icbench.errors import ConfigError
 from icbench.families import build_model
 from icbench.machine import describe_machine
@@ -42,6 +42,7 @@ from icbench.training.loop import (
 )
 from icbench.training.teacher import Teacher, cached_teacher, checkpoint_teacher, teacher_spec
 from icbench.training.wld import WLDObjective
+from icbench.units import LIVENESS_BATCH, calibrate_units, median_delta, unit_deltas
 
 __all__ = [
     "END_OF_TRAINING",
@@ -81,8 +82,13 @@ METRIC_KEYS = (
     "teacher_val_acc",
     "n_sites",
     "n_unit_sites",
+    "unit_delta",
+    "unit_deltas",
     "machine",
 )
+
+#: Training images the units' thresholds are calibrated on (`unit_init: data`).
+CALIBRATION_BATCH = 256
 
 
 def _build_basic(config: CandidateConfig, info: DatasetInfo) -> nn.Module:
@@ -216,7 +222,10 @@ def train_candidate(
         epochs_target, wall_time_s (everything, teacher included), train_time_s (the loop),
         curve, diverged, stop_reason (None, "diverged" or "time_budget"), placement (canonical
         string), unit, family, size, seed, wld, teacher_key and teacher_val_acc (None without WLD),
-        n_sites, n_unit_sites, machine (`icbench.machine.describe_machine` of the training device).
+        n_sites, n_unit_sites, unit_delta (median over the unit sites of δ, how much the trained units
+        change their sites' outputs, `icbench.units.unit_deltas`, on the first `LIVENESS_BATCH` validation
+        images; None for the basic network or a diverged run) and unit_deltas (δ per site, by module
+        path), machine (`icbench.machine.describe_machine` of the training device).
 
     Raises:
         ConfigError, UnknownNameError: invalid config or names (the messages list valid choices).
@@ -251,7 +260,14 @@ def train_candidate(
                 prepare_model(teacher.model, device), config.wld, label_smoothing=config.label_smoothing
             )
         recipe = config.train_config(splits.info.augment)
+        if recipe.unit_init == "data":
+            prepare_model(model, device)
+            calibrate_units(model, calibration_batch(splits, recipe.seed))
         result = fit(model, splits, recipe, objective=objective, callback=callback)
+        deltas: dict[str, float] | None = None
+        if placement.unit != "conv" and placement.n_units and not result.diverged:
+            x, _ = next(iter(splits.val.batches(LIVENESS_BATCH)))
+            deltas = {k: round(v, 6) for k, v in unit_deltas(model, x).items()}
         test_acc: float | None = None
         if evaluate_test:
             test_acc = (
@@ -288,12 +304,24 @@ def train_candidate(
         "teacher_val_acc": teacher.val_acc if teacher else None,
         "n_sites": len(site_list),
         "n_unit_sites": 0 if placement.unit == "conv" else placement.n_units,
+        "unit_delta": median_delta(deltas) if deltas is not None else None,
+        "unit_deltas": deltas,
         "machine": machine,
     }
     assert tuple(metrics) == METRIC_KEYS
     if result.diverged:
         assert math.isnan(metrics["val_acc"])
     return metrics
+
+
+def calibration_batch(splits: Splits, seed: int) -> torch.Tensor:
+    """`CALIBRATION_BATCH` training images, drawn with `seed` by a generator of their own (the training
+    order, which the loop draws from the same seed, is not disturbed), without augmentation."""
+    split = splits.train
+    device = split.device if isinstance(split, TensorSplit) else torch.device("cpu")
+    gen = torch.Generator(device=device).manual_seed(int(seed) + 7919)
+    x, _ = next(iter(split.batches(CALIBRATION_BATCH, shuffle=True, generator=gen)))
+    return x
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:

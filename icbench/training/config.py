@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icbench.errors import ConfigError
-from icbench.recipe import INITS, RECIPE_KEYS, SCHEDULES, Recipe
+from icbench.recipe import INITS, RECIPE_KEYS, SCHEDULES, UNIT_RECIPE_KEYS, Recipe
 
 __all__ = [
     "INITS",
@@ -123,7 +123,8 @@ class WLDConfig:
         return cls(**data)
 
 
-TEACHER_RECIPE_KEYS = (*RECIPE_KEYS, "augment")
+#: What `wld.teacher_recipe` may set: the recipe less the unit settings (a teacher has no units).
+TEACHER_RECIPE_KEYS = (*(k for k in RECIPE_KEYS if k not in UNIT_RECIPE_KEYS), "augment")
 
 
 @dataclass

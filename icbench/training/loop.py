@@ -30,6 +30,7 @@ from torch import nn
 from icbench.data import Split, Splits, TensorSplit
 from icbench.recipe import SCHEDULES
 from icbench.training.config import TrainConfig
+from icbench.units import unit_parameters
 
 __all__ = [
     "EpochCallback",
@@ -103,19 +104,29 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device=device, memory_format=_memory_format(device))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two optimizer groups: weight decay on weights (≥ 2-D), none on 1-D parameters.
+def param_groups(model: nn.Module, weight_decay: float, unit_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+    """Optimizer groups: weight decay on weights (≥ 2-D), none on 1-D parameters; the units' own
+    parameters apart, at `unit_lr_mult` times the learning rate (each group's `lr_mult`).
 
     1-D parameters are BatchNorm scales and shifts, biases, and the units' per-channel parameters
     (IC's a and θ): decaying them only pulls the network towards a different function, not a simpler one.
+    The units' groups follow the same decay rule (SE's two small FC weights are decayed), so at
+    `unit_lr_mult` 1 every parameter gets exactly the update it got when all shared one learning rate.
     """
-    decay, no_decay = [], []
+    own = {id(p) for p in unit_parameters(model)}
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        (u, d): [] for u in (False, True) for d in (True, False)
+    }
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+            buckets[(id(p) in own, p.ndim > 1)].append(p)
+    groups = [{"params": buckets[(False, True)], "weight_decay": weight_decay, "lr_mult": 1.0}]
+    for (is_unit, decayed), params in buckets.items():
+        if params and (is_unit, decayed) != (False, True):
+            groups.append(
+                {"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                 "lr_mult": unit_lr_mult if is_unit else 1.0}
+            )  # fmt: skip
     return groups
 
 
@@ -274,7 +285,7 @@ def fit(
         prepare_model(model, device)
         loss_fn = objective or _cross_entropy(config.label_smoothing)
         optimizer = torch.optim.SGD(
-            param_groups(model, config.weight_decay),
+            param_groups(model, config.weight_decay, config.unit_lr_mult),
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov,
@@ -316,7 +327,7 @@ def fit(
             for x, y in batches:
                 lr = lr_at(step, total_steps, warmup_steps, config.lr, config.schedule)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_mult"]
                 with _autocast(device):
                     logits = forward(x)
                     loss = loss_fn(logits.float(), x, y, step / total_steps)

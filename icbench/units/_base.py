@@ -30,6 +30,53 @@ class UnitConv2d(nn.Conv2d):
         """The plain convolution u = W ⋆ x + b."""
         return self._conv_forward(x, self.weight, self.bias)
 
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Set the unit's data-dependent parameters from `x`, a batch of its inputs, keeping the unit's
+        output unchanged (at initialisation: the plain convolution). Default: nothing to set."""
+
+    def unit_parameters(self) -> list[nn.Parameter]:
+        """The unit's own parameters (those named in `unit_param_names`)."""
+        params = dict(self.named_parameters())
+        return [params[name] for name in self.unit_param_names]
+
+
+def unit_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every unit's own parameters in `model` (not the convolutions' weights and biases)."""
+    return [p for m in model.modules() if isinstance(m, UnitConv2d) for p in m.unit_parameters()]
+
+
+@torch.no_grad()
+def calibrate_units(model: nn.Module, x: torch.Tensor) -> int:
+    """Calibrate every unit of `model` on its own inputs, from one forward pass of the batch `x`.
+
+    The pass runs in training mode (the normalisation the first steps will see) and leaves every buffer,
+    BatchNorm's running statistics included, as it found it. Units compute the same output before and
+    after their calibration, so one pass serves all of them. Returns the number of units calibrated.
+    """
+    units = [m for m in model.modules() if isinstance(m, UnitConv2d)]
+    if not units:
+        return 0
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: inputs.__setitem__(id(mod), args[0].detach().clone()))
+        for m in units
+    ]
+    was_training = model.training
+    try:
+        model.train()
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+    for m in units:
+        m.calibrate(inputs[id(m)])
+    return len(units)
+
 
 def make_unit(name: str, conv: nn.Conv2d) -> nn.Conv2d:
     """A unit of kind `name` with `conv`'s configuration, weights, device, dtype and train/eval mode.

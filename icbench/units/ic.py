@@ -95,6 +95,16 @@ class ICConv2d(UnitConv2d):
         nn.init.zeros_(self.ic_a)
         nn.init.zeros_(self.ic_theta)
 
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """θ_c := the mean of channel c of u = W ⋆ x + b over the batch. With θ = 0 the kink sits wherever
+        the convolution's output crosses 0; at the mean it splits every channel's actual values in two.
+        The gain stays as it is (0 at initialisation: still the identity)."""
+        u = self.conv(x)
+        self.ic_theta.copy_(
+            _channel_sum(u, torch.float32).div_(u.numel() // u.shape[1]).to(self.ic_theta.dtype)
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.conv(x)
         # τ − 1 = 2·sigmoid(a) − 1 = tanh(a/2): exactly 0 at a = 0, so y == u bit for bit at init.

@@ -38,6 +38,16 @@ class ICDualConv2d(UnitConv2d):
         nn.init.zeros_(self.ic_r)
         nn.init.zeros_(self.ic_theta_in)
 
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """θ_i := the mean of input channel i over the batch. Inputs after a ReLU are ≥ 0, so with θ = 0
+        the thresholded input equals the input, the gate is a per-channel scale that the following
+        BatchNorm divides out, and ρ gets no useful gradient (DESIGN.md §3): a threshold inside the data
+        makes the second convolution see another input than the first. ρ stays as it is (0 at
+        initialisation: still the identity)."""
+        mean = x.float().mean(dim=[0, *range(2, x.dim())])
+        self.ic_theta_in.copy_(mean.to(self.ic_theta_in.dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.conv(x)
         v = F.relu(x + (-self.ic_theta_in).view(1, -1, 1, 1), inplace=True)

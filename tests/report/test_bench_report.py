@@ -55,6 +55,8 @@ def _row(placement: str, wld: bool, seed: int, val: float | None, macs: float, t
         "test_acc": None if val is None else val - 0.01, "test_evaluated": "end of training",
         "macs": macs, "params": macs * 10, "params_trainable": macs * 10, "latency_ms": 1.0,
         "family": "resnet_cifar", "size": "tiny", "n_sites": 4, "n_unit_sites": bits.count("1"),
+        "unit_delta": 0.1 if bits.count("1") else None,
+        "unit_deltas": '{"layer1.0.conv1": 0.1}' if bits.count("1") else None,
         "teacher_val_acc": 0.9 if wld else None, "epochs": 3,
         "val_acc_curve": [0.5, 0.8, val if val is not None else math.nan],
         "train_loss_curve": [1.0, 0.5, 0.3], "epoch_time_s_curve": [1.0, 1.0, 1.0], "train_time_s": 3.0,

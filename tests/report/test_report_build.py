@@ -83,7 +83,7 @@ def test_pareto_tables(search_report: Path) -> None:
     assert csv.loc[~csv["on_front"], "number"].tolist() == [0]
     assert csv.loc[csv["number"] == 0, "is_basic"].item()
     assert csv["macs"].is_monotonic_increasing
-    assert "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | 89.00 | 10.00 |" in md
+    assert "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | 89.00 | - | 10.00 |" in md
     tex = (search_report / "pareto.tex").read_text()
     assert r"\begin{tabular}" in tex and r"resnet\_cifar" in tex and r"Val acc (\%)" in tex
     assert tex.count(r" \\") == len(csv) + 1

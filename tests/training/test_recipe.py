@@ -152,7 +152,8 @@ def _study(tmp_path: Path, training: str, budget: str = "{epochs: 4}") -> Path:
 SET = {
     "batch_size": 32, "lr": 0.2, "momentum": 0.8, "nesterov": False, "weight_decay": 1e-4,
     "label_smoothing": 0.2, "schedule": "onecycle", "warmup_fraction": 0.3, "warmup_epochs": 1.5,
-    "ema_decay": 0.99, "init": "family", "compile": True, "augment_from_epochs": 3,
+    "ema_decay": 0.99, "init": "family", "compile": True, "augment_from_epochs": 3, "unit_lr_mult": 3.5,
+    "unit_init": "zero",
 }  # fmt: skip
 
 
@@ -186,6 +187,11 @@ def test_unset_recipe_settings_take_the_measured_defaults(tmp_path: Path):
         ("{label_smoothing: 1}", "training.label_smoothing", "less than 1"),
         ("{batch_size: 0}", "training.batch_size", "greater than or equal"),
         ("{warmup_epochs: 5}", "training.warmup_epochs", "budget.epochs"),
+        ("{unit_lr_mult: 0}", "training.unit_lr_mult", "greater than 0"),
+        ("{unit_lr_mult: -2}", "training.unit_lr_mult", "greater than 0"),
+        ("{unit_lr_mult: fast}", "training.unit_lr_mult", "number"),
+        ("{unit_lr_mult: .nan}", "training.unit_lr_mult", "finite"),
+        ("{unit_init: kaiming}", "training.unit_init", "'data' or 'zero'"),
     ],
 )
 def test_recipe_settings_out_of_range_are_refused_with_their_field(tmp_path, training, field, needle):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError
+from icbench.recipe import LEGACY_UNIT_RECIPE
 from icbench.report.table import experiment_of
 from icbench.search.executors import EXECUTORS
 
@@ -130,7 +131,8 @@ def check_replay(loaded: Any, checked: Any) -> None:
 
 
 def _check_experiment(mine: dict[str, Any], table: Table, source: str) -> None:
-    theirs = table.experiment or {}
+    # A table made before the unit settings existed trained its units the legacy way.
+    theirs = {**LEGACY_UNIT_RECIPE, **(table.experiment or {})}
     diff = [
         f"{k}: table {json.dumps(theirs.get(k), default=str)}, study {json.dumps(mine.get(k), default=str)}"
         for k in sorted(set(mine) | set(theirs))
@@ -190,7 +192,7 @@ def final_result(row: dict[str, Any], epochs: int, test: str = "all") -> dict[st
         "epochs_target": epochs,
     }
     for key in ("val_acc", "test_acc", "macs", "params", "params_trainable", "latency_ms", "wall_time_s",
-                "train_time_s", "teacher_val_acc", "n_sites", "n_unit_sites"):  # fmt: skip
+                "train_time_s", "teacher_val_acc", "n_sites", "n_unit_sites", "unit_delta"):  # fmt: skip
         if key in row:
             out[key] = _number(row[key])
     for key in ("test_evaluated", "family", "size", "machine", "unit", "placement", "reason"):
