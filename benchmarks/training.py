@@ -50,6 +50,7 @@ from _common import cpu_model  # noqa: E402
 
 from icbench.data import load_dataset  # noqa: E402
 from icbench.families import tiny_size  # noqa: E402
+from icbench.recipe import Recipe  # noqa: E402
 from icbench.training import build_candidate, train_candidate  # noqa: E402
 from icbench.training.loop import resolve_device  # noqa: E402
 
@@ -212,7 +213,7 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
     ]
     rows = []
     for name, extra in variants:
-        reached, finals, times = [], [], []
+        reached, finals, times, deltas = [], [], [], []
         for seed in range(args.seeds):
             m = train_candidate({**base, **extra, "seed": seed})
             e = epochs_to(m["curve"], args.target)
@@ -220,13 +221,16 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
                 reached.append(e)
             finals.append(m["val_acc"])
             times.append(m["train_time_s"])
+            if m["unit_delta"] is not None:
+                deltas.append(m["unit_delta"])
             print(
                 f"  {name} seed {seed}: val acc by epoch "
                 + " ".join(f"{c['val_acc']:.3f}" for c in m["curve"])
-                + f"  ({m['train_time_s']:.1f} s)",
+                + f"  ({m['train_time_s']:.1f} s)"
+                + (f"  unit δ {m['unit_delta']:.3f}" if m["unit_delta"] is not None else ""),
                 flush=True,
             )
-        rows.append((name, reached, finals, times))
+        rows.append((name, reached, finals, times, deltas))
     teacher_files = list(Path(cache).glob("*.json"))
     print(
         f"\n## 2. WLD: epochs to {args.target:.1%} validation accuracy on mnist5k, resnet_cifar {args.size} "
@@ -235,14 +239,21 @@ def wld_claim(args: argparse.Namespace, device: torch.device) -> None:
     )
     header = (
         f"{'variant':<44} {'reached':>8} {'epochs to target':>17} {'final val acc':>16} {'train s/run':>12}"
+        f" {'unit δ':>13}"
     )
     print(header)
     print("-" * len(header))
-    for name, reached, finals, times in rows:
+    for name, reached, finals, times, deltas in rows:
         print(
             f"{name:<44} {f'{len(reached)}/{args.seeds}':>8} {mean_std([float(r) for r in reached]):>17} "
             f"{mean_std(finals, '{:.4f}'):>16} {statistics.mean(times):>12.1f}"
+            f" {mean_std(deltas, '{:.3f}') if deltas else '-':>13}"
         )
+    print(
+        "unit δ: median over the unit sites of ‖unit(x) − conv(x)‖ / ‖conv(x)‖ after training (how far the units "
+        f"moved from the plain convolution); units train with unit_lr_mult {Recipe().unit_lr_mult:g}, "
+        f"unit_init {Recipe().unit_init}"
+    )
     if teacher_files:
         teacher = json.loads(teacher_files[0].read_text())
         print(

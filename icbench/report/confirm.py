@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icbench.liveness import is_inert
 from icbench.report import stats, tables
 from icbench.report.aggregate import PairedTable, comparison_metric
+from icbench.report.liveness import fmt_delta
 from icbench.report.load import StudyData, load_study
 from icbench.report.pareto import pareto_mask
 
@@ -182,11 +184,25 @@ def confirm_frame(cands: list[Candidate]) -> pd.DataFrame:
                 "test_acc_ci_low": c.test.low,
                 "test_acc_ci_high": c.test.high,
                 "search_minus_confirmed_val": s.get("val_acc") - c.val.mean if c.val.n else math.nan,
+                "unit_delta_mean": _delta(c),
                 "failed_seeds": c.failed,
                 "on_confirmed_front": front,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _delta(c: Candidate) -> float:
+    """Mean unit liveness δ over a candidate's confirmation trials (NaN for the basic network or none)."""
+    if c.is_basic or "unit_delta" not in c.trials:
+        return math.nan
+    values = c.trials["unit_delta"].dropna().astype(float)
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _delta_text(c: Candidate) -> str:
+    d = _delta(c)
+    return "-" if math.isnan(d) else fmt_delta(d) + (" (units inert)" if is_inert(d) else "")
 
 
 def _confirmed_front(cands: list[Candidate]) -> list[bool]:
@@ -216,6 +232,7 @@ def confirm_markdown(
         "Search - confirmed (points)",
         "Test acc (%), search (1 seed)",
         "Test acc (%), confirmed: mean [95% CI] (n seeds)",
+        "δ, confirmed (mean)",
         "Failed seeds",
         "Front (confirmed)",
     ]
@@ -237,6 +254,7 @@ def confirm_markdown(
                 "-" if tables.missing(gap) else f"{gap * factor:+.2f}",
                 tables.fmt_fixed(s.get("test_acc"), 2, factor),
                 tables.fmt_ci(c.test, factor),
+                _delta_text(c),
                 str(c.failed),
                 "yes" if on else "no",
             ]
@@ -263,13 +281,13 @@ def confirm_markdown(
             f"Search minus confirmed validation accuracy, averaged over the candidates: "
             f"{sum(gaps) / len(gaps) * factor:+.2f} points (positive: the search was optimistic).\n"
         )
-    lines.append(tables.markdown_table(headers, body, "lllllllrrrrrrl"))
+    lines.append(tables.markdown_table(headers, body, "lllllllrrrrrrrl"))
     lines.append(
         f"\n{tables.MACS_NOTE} Front (confirmed): Pareto-optimal among these rows by confirmed mean validation "
         "accuracy and MACs. Each row is retrained exactly as the search trained it (its parameters, "
         "recipe and budget; with WLD, warm-started from and distilled from the same cached basic teacher); "
         "only the seed changes. A comparison with the basic network is therefore of the whole recipe, WLD "
-        "and learning rate included, not of the unit alone.\n"
+        "and learning rate included, not of the unit alone. " + tables.DELTA_NOTE + "\n"
     )
     lines.append(tables.paired_markdown(paired, acc, "Paired comparisons against the basic network"))
     return "\n".join(lines)

@@ -33,7 +33,7 @@ def _unit_trials(trials: pd.DataFrame) -> pd.DataFrame:
     done = trials[trials["state"] == "COMPLETE"]
     units = done["unit"].astype(str) != "conv"
     if "n_unit_sites" in done:
-        units &= done["n_unit_sites"].fillna(0).astype(float) > 0
+        units &= done["n_unit_sites"].astype(float) != 0  # NaN (not recorded) keeps the trial
     return done[units]
 
 

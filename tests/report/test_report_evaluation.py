@@ -104,7 +104,7 @@ def test_chosen_study_reports_test_accuracy_only_for_the_shown_trials(db_url: st
     for name in ("pareto.md", "summary.md", "ablation.md"):
         assert sentence in (out / name).read_text(), name
     pareto_md = (out / "pareto.md").read_text()
-    assert "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | 50.00 | 10.00 |" in pareto_md
+    assert "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | 50.00 | - | 10.00 |" in pareto_md
     tex = (out / "pareto.tex").read_text()
     assert f"evaluated after the search for the {len(shown)} listed trials only" in tex
     # Cells where only some trials were evaluated show no test mean: it would not compare with the others.
@@ -123,7 +123,7 @@ def test_chosen_study_before_its_search_ended_says_nothing_was_evaluated_yet(
         text = (out / name).read_text()
         assert "no trial has been evaluated on the test split yet (evaluation.test: chosen)" in text, name
     assert (
-        "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | - | 10.00 |"
+        "| 0 | resnet_cifar | resnet8 | conv | `conv:000000` | 90.00 | - | - | 10.00 |"
         in (out / "pareto.md").read_text()
     )
 

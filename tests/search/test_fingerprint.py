@@ -338,3 +338,50 @@ def test_changes_are_strict_and_name_each_leaf() -> None:
         "gone was 3, now (not set)",
     ]
     assert fpr.changes(old, old) == []
+
+
+def test_a_study_stored_before_the_unit_settings_resumes_only_as_the_legacy_experiment(
+    tmp_path: Path,
+) -> None:
+    """A study made before `unit_lr_mult` and `unit_init` existed trained its units the legacy way: resumed
+    under the new defaults it is another experiment (refused, both fields named, with what the old study
+    ran as); resumed with the legacy settings written out it is the same experiment."""
+    path = write_study(tmp_path, STUDY, SPACE)
+    current = fpr.experiment_fingerprint(load_study(path))
+    stored = {
+        **current,
+        "training": {k: v for k, v in current["training"].items() if not k.startswith("unit_")},
+    }
+    found = fpr.changes(stored, current)
+    assert [c.field for c in found] == ["training.unit_lr_mult", "training.unit_init"]
+    assert str(found[0]) == "training.unit_lr_mult was (not set: studies of that time ran as 1.0), now 30.0"
+    legacy = fpr.experiment_fingerprint(
+        load_study(path, {"training.unit_lr_mult": 1.0, "training.unit_init": "zero"})
+    )
+    assert fpr.changes(stored, legacy) == []
+    # A setting added later whose default did not change the behaviour still resumes silently.
+    no_ema = {**current, "training": {k: v for k, v in current["training"].items() if k != "ema_decay"}}
+    assert fpr.changes(no_ema, current) == []
+
+
+def test_the_unit_settings_round_trip_through_a_study_file_and_the_fingerprint(tmp_path: Path) -> None:
+    set_ = write_study(
+        tmp_path,
+        STUDY.replace("{batch_size: 64}", "{batch_size: 64, unit_lr_mult: 7.5, unit_init: zero}"),
+        SPACE,
+        "t",
+    )
+    fp = fpr.experiment_fingerprint(load_study(set_))
+    assert (fp["training"]["unit_lr_mult"], fp["training"]["unit_init"]) == (7.5, "zero")
+    from icbench.search.space import base_candidate
+    from icbench.training import CandidateConfig
+
+    cand = CandidateConfig.from_dict(base_candidate(load_study(set_)))
+    assert (cand.unit_lr_mult, cand.unit_init) == (7.5, "zero")
+    recipe = cand.train_config(False)
+    assert (recipe.unit_lr_mult, recipe.unit_init) == (7.5, "zero")
+    # The teacher (a basic network, no units) does not see them: its cache key is the same either way.
+    plain = write_study(tmp_path, STUDY, SPACE, "u")
+    from icbench.search.space import teacher_recipe
+
+    assert teacher_recipe(load_study(set_)) == teacher_recipe(load_study(plain))
