@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from icbench.dbserver import connect_args, connection_error, is_server_url, safe_url
 from icbench.errors import IcbenchError
 from icbench.report.environment import machine_label, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING, after_search_records
@@ -197,16 +198,23 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
     import sqlalchemy
 
     sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = {}
-    if sqlite:
-        # Wait for a writer's commit inside SQLite's busy handler rather than failing at once.
-        kwargs = {"connect_args": {"timeout": 30.0}}
+    # SQLite: wait for a writer's commit inside its busy handler rather than failing at once; a server:
+    # give up on one that does not answer within a few seconds.
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30.0} if sqlite else connect_args(url)}
+    if is_server_url(url):
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
+        try:
+            engine.connect().close()
+        except Exception as exc:
+            raise StorageError(f"storage {safe_url(url)}: {connection_error(url, exc)}") from None
+        finally:
+            engine.dispose()
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
     except Exception as exc:
         if _is_lock_error(exc):
             raise
-        raise StorageError(f"cannot open {url} as an Optuna storage: {exc}") from exc
+        raise StorageError(f"cannot open {safe_url(url)} as an Optuna storage: {exc}") from exc
     if sqlite:
 
         @sqlalchemy.event.listens_for(storage.engine, "connect")

@@ -243,7 +243,8 @@ def check_data_present(loaded: LoadedStudy) -> None:
 
 def check_environment(loaded: LoadedStudy) -> None:
     """What a run needs of this machine, checked before anything is written: the storage URL's database
-    driver is installed, and a local run's per-trial CPUs, GPUs and device exist here.
+    driver is installed and its server accepts a connection, and a local run's per-trial CPUs, GPUs and
+    device exist here.
 
     Not part of `check_study`, like `check_data_present`: the dry run checks a study on a machine that
     may not be the one that runs it. A cluster run's resources are checked after connecting.
@@ -252,11 +253,12 @@ def check_environment(loaded: LoadedStudy) -> None:
         ConfigError: naming the study file and the field (`storage`, `execution.*`).
     """
     from icbench.search.resources import check_local_resources
-    from icbench.search.storage import resolve_url
+    from icbench.search.storage import check_server, resolve_url
 
     if loaded.config.storage:
         try:
             resolve_url(loaded.config.storage)
+            check_server(loaded.config.storage)
         except ConfigError as e:
             raise ConfigError(e.detail, source=str(loaded.study_path), field=e.field) from None
     check_local_resources(loaded)

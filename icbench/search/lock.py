@@ -65,6 +65,7 @@ def _server_lock(url: str, backend: str, study_name: str) -> Iterator[None]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
+    from icbench.dbserver import connect_args
     from icbench.search.storage import resolve_url
 
     if backend == "postgresql":
@@ -82,7 +83,7 @@ def _server_lock(url: str, backend: str, study_name: str) -> Iterator[None]:
         )
     # A connection of its own (not from Optuna's pool), in autocommit mode: the lock belongs to the
     # session, not to a transaction, and an idle-in-transaction timeout cannot close it.
-    engine = create_engine(resolve_url(url), poolclass=NullPool)
+    engine = create_engine(resolve_url(url), poolclass=NullPool, connect_args=connect_args(url))
     try:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:

@@ -265,12 +265,15 @@ def open_study(
                     f"settings are recorded as its fingerprint from trial {n_before} on (the settings of the "
                     "trials before cannot be checked)"
                 )
+        if study.metric_names is None:  # created before objectives were named in storage
+            _name_metrics(study, loaded)
         seed = loaded.config.sampler.seed + (n_before if reseed_from_count else 0)
         study.sampler = make_sampler(loaded.config.sampler, seed, loaded)
         return study
     sampler = make_sampler(loaded.config.sampler, loaded.config.sampler.seed, loaded)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
     _set_fingerprint(study, fp, from_trial=0)  # first: a study without one would be resumed unchecked
+    _name_metrics(study, loaded)
     attrs = {
         "objectives": [{"name": o.name, "direction": o.resolved_direction} for o in loaded.config.objectives],
         "study_file": str(loaded.study_path),
@@ -290,6 +293,16 @@ def open_study(
     for point in loaded.config.enqueue:
         study.enqueue_trial(point, skip_if_exists=True)
     return study
+
+
+def _name_metrics(study: Any, loaded: LoadedStudy) -> None:
+    """Name the objectives in storage, so optuna-dashboard and `trials_dataframe()` show `val_acc` and
+    `macs` instead of `values_0` and `values_1`."""
+    import warnings
+
+    with warnings.catch_warnings():  # experimental in some Optuna releases
+        warnings.simplefilter("ignore")
+        study.set_metric_names([o.name for o in loaded.config.objectives])
 
 
 def _set_fingerprint(study: Any, fp: dict[str, Any], *, from_trial: int) -> None:

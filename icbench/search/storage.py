@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from icbench.dbserver import connect_args, connection_error, is_server_url
 from icbench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -138,7 +139,31 @@ def make_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
                 raise ConfigError(f"no study database at {db}", field="storage")
             _enable_wal(db)
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return retry_locked(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
+        return retry_locked(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
+
+
+def check_server(url: str) -> None:
+    """Connect once to a database server URL (PostgreSQL, MySQL) and close; nothing for SQLite or journal
+    files.
+
+    Raises:
+        ConfigError: (field `storage`) naming the server (host:port, never the password) and the driver's
+            reason, when the server refuses, does not answer in time or rejects the login.
+    """
+    url = resolve_url(url)
+    if not is_server_url(url):
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args(url))
+    try:
+        engine.connect().close()
+    except Exception as e:  # sqlalchemy's OperationalError, wrapping the driver's own
+        raise ConfigError(connection_error(url, e), field="storage") from None
+    finally:
+        engine.dispose()
 
 
 def retry_locked(fn: Callable[[], T], attempts: int = 8, delay_s: float = 0.25) -> T:

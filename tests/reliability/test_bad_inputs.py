@@ -256,3 +256,66 @@ def test_every_dataset_option_is_declared_and_checked(dataset: str) -> None:
                 ds.options({name: value})
             assert err.value.field == f"dataset_kwargs.{name}"
             assert spec.describe() in str(err.value) and repr(value) in str(err.value)
+
+
+DOWN_STUDY = """name: down
+search_space: space.yaml
+dataset: {{name: synthetic, kwargs: {{n: 200, image_size: 16, in_chans: 1}}}}
+family: {{name: resnet_cifar, size: resnet8, width: 0.25}}
+budget: {{epochs: 1}}
+storage: postgresql://icbench:s3cret@127.0.0.1:{port}/icbench
+"""
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("server", ["refuses", "does not answer"])
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_database_server_that_is_down_is_one_line(command: str, server: str, tmp_path: Path) -> None:
+    """`storage:` a PostgreSQL URL whose server refuses the connection (a closed loopback port) or accepts
+    it and never answers (a listening socket that never replies): exit 2, one line naming `storage`, the
+    host and port and the cause, never the password; nothing written; the connection gives up after
+    `CONNECT_TIMEOUT_S` instead of the operating system's TCP timeout."""
+    import socket
+    import time
+
+    pytest.importorskip("psycopg", reason="the `postgres` extra (installed by `make`) provides the driver")
+    from icbench.dbserver import CONNECT_TIMEOUT_S
+
+    listener = None
+    if server == "refuses":
+        port = _closed_port()
+    else:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the handshake; nobody ever reads or replies
+        port = int(listener.getsockname()[1])
+    (tmp_path / "space.yaml").write_text("params:\n  unit: {type: categorical, choices: [ic, conv]}\n")
+    (tmp_path / "down.yaml").write_text(DOWN_STUDY.format(port=port))
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(RUN_STUDY), command, "down.yaml"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        if listener is not None:
+            listener.close()
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    line = lines[0]
+    assert "storage" in line and f"127.0.0.1:{port}" in line and "s3cret" not in line, line
+    assert "cannot connect to the database server" in line, line
+    assert ("refused" in line) if server == "refuses" else ("timeout" in line.lower()), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["down.yaml", "space.yaml"]
+    # Python and torch start-up take a few seconds here; the connection itself at most the timeout.
+    assert elapsed < 60 + CONNECT_TIMEOUT_S, elapsed

@@ -30,3 +30,35 @@ def test_a_second_driver_of_the_same_study_is_refused(tmp_path: Path) -> None:
     with lock, pytest.raises(IcbenchError, match="already being run by another process"):
         run_study(path, report=False, echo=lambda s: None)
     assert not (tmp_path / "runs" / "s" / "study.db").exists()
+
+
+def test_objectives_are_named_in_storage_for_plain_optuna_and_the_dashboard(tmp_path: Path) -> None:
+    """A study opened with plain Optuna names its objectives (`set_metric_names`), so optuna-dashboard
+    and `trials_dataframe()` show `val_acc` and `macs`, not `values_0` and `values_1`; a study stored
+    before they were named gets the names on its next open."""
+    import optuna
+
+    from icbench.search.runner import make_storage, open_study, storage_url
+    from icbench.search.schema import load_study
+
+    loaded = load_study(write_study(tmp_path, STUDY, SPACE))
+    url = storage_url(loaded)
+    storage = make_storage(url)
+    study = open_study(loaded, url, storage=storage)
+    trial = study.ask()
+    study.tell(trial, [0.9, 1.0e6])
+    plain = optuna.load_study(study_name="s", storage=url)
+    assert plain.metric_names == ["val_acc", "macs"]
+    assert {"values_val_acc", "values_macs"} <= set(plain.trials_dataframe().columns)
+    # An older study without names: named when icbench opens it again.
+    storage.engine.dispose()
+    from icbench.search import fingerprint as fpr
+
+    old_loaded = load_study(write_study(tmp_path, STUDY, SPACE, "old"))
+    old_url = storage_url(old_loaded)
+    Path(old_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    old = optuna.create_study(study_name="old", storage=old_url, directions=["maximize", "minimize"])
+    old.set_user_attr(fpr.FINGERPRINT_ATTR, fpr.experiment_fingerprint(old_loaded))
+    assert old.metric_names is None
+    open_study(old_loaded, old_url)
+    assert optuna.load_study(study_name="old", storage=old_url).metric_names == ["val_acc", "macs"]
