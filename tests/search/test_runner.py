@@ -62,3 +62,45 @@ def test_objectives_are_named_in_storage_for_plain_optuna_and_the_dashboard(tmp_
     assert old.metric_names is None
     open_study(old_loaded, old_url)
     assert optuna.load_study(study_name="old", storage=old_url).metric_names == ["val_acc", "macs"]
+
+
+def test_optuna_dashboard_shows_the_objective_names(tmp_path: Path) -> None:
+    """optuna-dashboard (a test dependency) serves a study icbench created with its objectives named."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from icbench.search.runner import make_storage, open_study, storage_url
+    from icbench.search.schema import load_study
+
+    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert exe is not None, "optuna-dashboard is not installed (it is in the `test` extra)"
+    loaded = load_study(write_study(tmp_path, STUDY, SPACE))
+    url = storage_url(loaded)
+    storage = make_storage(url)
+    study = open_study(loaded, url, storage=storage)
+    study.tell(study.ask(), [0.9, 1.0e6])
+    storage.engine.dispose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([exe, url, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1", timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "optuna-dashboard did not answer within 60 s"
+        assert body["name"] == "s" and body["objective_names"] == ["val_acc", "macs"]
+        assert body["directions"] == ["maximize", "minimize"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
