@@ -37,8 +37,8 @@ def _kv(items: list[str]) -> dict[str, object]:
     return out
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse `argv` (default: the process's arguments), run the subcommand, return the exit status."""
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command's argument parser (every subcommand and option)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run or resume a study")
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument("--out", default=None, help="table file (default: tables/<study>.parquet)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Parse `argv` (default: the process's arguments), run the subcommand, return the exit status."""
+    args = build_parser(prog).parse_args(argv)
 
     try:
         return dispatch(args, _kv(getattr(args, "arg", [])))
