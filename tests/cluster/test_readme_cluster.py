@@ -1,6 +1,7 @@
-"""The README's cluster section, run verbatim: start the head, start a worker, run, report, stop.
+"""The cluster page's script (docs/cluster.md), run verbatim: start the head, start a worker, run, report,
+stop.
 
-The script is taken from README.md between its `<!-- cluster-script -->` markers and run unchanged with
+The script is taken from docs/cluster.md between its `<!-- cluster-script -->` markers and run unchanged with
 bash, with its settings (`SHARED`, `PORT`, `DB`) in the environment. It runs in a PID namespace of its own
 (`unshare --pid --mount-proc`): its `ray stop` then sees, and stops, only the Ray processes it started,
 not other Ray instances on this host, and whatever is left when it ends is killed with the namespace.
@@ -27,8 +28,8 @@ BEGIN, END = "<!-- cluster-script -->", "<!-- /cluster-script -->"
 
 
 def readme_script() -> str:
-    text = (REPO / "README.md").read_text()
-    assert BEGIN in text and END in text, "README.md has no cluster script"
+    text = (REPO / "docs" / "cluster.md").read_text()
+    assert BEGIN in text and END in text, "docs/cluster.md has no cluster script"
     block = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert block.startswith("```bash\n") and block.endswith("```")
     return block[len("```bash\n") : -len("```")]
