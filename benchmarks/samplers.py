@@ -14,7 +14,7 @@ Printed: the regret at fixed budgets, mean and 95 % t-interval over seeds; how m
 candidates each scheduler stopped; proposals per trained candidate. Also a CSV of every run's curve and a
 PNG.
 
-    python benchmarks/samplers.py                      # the shipped table, 20 seeds (README figures)
+    python benchmarks/samplers.py                      # the shipped table, 20 seeds (docs/icbench.md figures)
     python benchmarks/samplers.py --ceiling 0.5        # + proposals under a MACs ceiling (half the space)
     python benchmarks/samplers.py --smoke --study S --table T   # CI: 2 seeds, few trials
 """

@@ -32,7 +32,7 @@ UNIT_INITS = ("data", "zero")
 @dataclass
 class Recipe:
     """The training recipe, shared by `CandidateConfig` (what a study sets) and `TrainConfig` (what the
-    loop runs). Defaults were chosen by `benchmarks/peer.py` (README, "Training recipe"): at 1 to 10
+    loop runs). Defaults were chosen by `benchmarks/peer.py` (docs/performance.md, "Training recipe"): at 1 to 10
     epochs they train as far per epoch as a plain OneCycle loop over the learning rates a search samples.
 
     Attributes:
@@ -55,7 +55,7 @@ class Recipe:
             accuracy, at 10 they were even.
         unit_lr_mult: the units' own parameters (IC's gains and thresholds, SE's gate) train at this
             multiple of the learning rate. Each unit starts at the identity, in front of a BatchNorm,
-            where its parameters get little gradient: at 1× they hardly leave it (README, "Units that
+            where its parameters get little gradient: at 1× they hardly leave it (docs/units.md, "Units that
             learn"; measured by benchmarks/units_learn.py).
         unit_init: "data" sets the units' thresholds from a calibration batch of training images (each
             channel's mean) before training, the gate still at the identity; "zero" keeps every

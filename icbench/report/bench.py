@@ -605,7 +605,7 @@ def liveness_lines(frame: pd.DataFrame) -> str:
         return (
             "This table's rows do not record δ (the table was made before unit liveness was measured). Its "
             "units were trained the legacy way (`unit_lr_mult: 1`, `unit_init: zero`), which leaves `ic_dual` "
-            'exactly the plain convolution and `ic` and `se` within about 1 % of it (README, "Units that '
+            'exactly the plain convolution and `ic` and `se` within about 1 % of it (docs/units.md, "Units that '
             'learn"): every unit effect here compares the plain convolution with (almost) itself.\n'
         )
     rows = []
