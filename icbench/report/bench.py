@@ -596,6 +596,25 @@ def statement_on_test(frame: pd.DataFrame) -> str:
     )
 
 
+def liveness_headline(frame: pd.DataFrame) -> str:
+    """One sentence for the short answer: whether the rows' units moved, so the effects above mean anything."""
+    units = frame[(frame["unit"].astype(str) != "conv") & (frame["status"] == "complete")]
+    if units.empty:
+        return "no row holds a unit."
+    if "unit_delta" not in units or units["unit_delta"].isna().all():
+        return (
+            "**not recorded, and the units were trained the legacy way, which leaves them (nearly) the plain "
+            "convolution: read every unit effect above as a comparison of the plain convolution with itself** "
+            "(section Unit liveness)."
+        )
+    d = units["unit_delta"].dropna().astype(float)
+    inert = int((d < INERT_DELTA).sum())
+    return (
+        f"median δ {d.median():.3f} over {len(d)} rows with units; {inert} of them inert (δ < {INERT_DELTA:g})"
+        + (": the effects of those rows say nothing about the unit." if inert else ".")
+    )
+
+
 def liveness_lines(frame: pd.DataFrame) -> str:
     """Per unit and WLD, how far the rows' trained units moved (δ), or that the table did not record it."""
     units = frame[(frame["unit"].astype(str) != "conv") & (frame["status"] == "complete")]
@@ -677,6 +696,7 @@ def bench_markdown(
         "- Single sites and all sites, against the basic network: " + effects_summary(single, "single-site")
     )
     lines.append("- WLD: " + effects_summary(wld, "WLD"))
+    lines.append("- Unit liveness: " + liveness_headline(frame))
     n_front = sum(e.on_front for e in entries)
     n_ind = sum(e.status == "indistinguishable" for e in entries)
     lines.append(

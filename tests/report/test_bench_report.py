@@ -24,7 +24,7 @@ import pytest
 
 from icbench.errors import IcbenchError
 from icbench.report import bench, stats
-from icbench.report.table import COLUMNS, write_frame
+from icbench.report.table import COLUMNS, read_table, write_frame
 
 HERE = Path(__file__).resolve()
 SEEDS = [0, 1, 2, 3, 4]
@@ -291,3 +291,17 @@ def test_cli_rejects_a_non_table(tmp_path: Path, capsys: pytest.CaptureFixture[s
     pd.DataFrame({"a": [1]}).to_parquet(plain)
     assert main(["report", str(plain), "--out", str(tmp_path / "o")]) == 2
     assert "not an icbench table" in capsys.readouterr().err
+
+
+def test_unit_liveness_is_stated(table: Path, tmp_path: Path) -> None:
+    """Rows that record δ get a per unit and WLD summary; a table made before δ existed (no such columns)
+    gets a warning in the short answer that its units were inert."""
+    text = bench.build_bench_report(table, tmp_path / "out").read_text()
+    assert "## Unit liveness" in text and "| ic | off |" in text
+    assert "- Unit liveness: median δ 0.100 over" in text and "0 of them inert" in text
+    frame, shared = read_table(table)
+    old = tmp_path / "old.parquet"
+    write_frame(frame.drop(columns=["unit_delta", "unit_deltas"]), shared, old)
+    old_text = bench.build_bench_report(old, tmp_path / "old").read_text()
+    assert "not recorded, and the units were trained the legacy way" in old_text
+    assert "compares the plain convolution with (almost) itself" in old_text
