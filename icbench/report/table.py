@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from icbench.errors import IcbenchError
+from icbench.study_attrs import FINGERPRINT_ATTR
 
 #: Every column of a table, in order, with its meaning; `param_<name>` columns (one per search-space
 #: parameter, a mask as its booleans) follow `seed`.
@@ -157,8 +158,6 @@ def shared_experiment(user_attrs: dict[str, Any], candidates: Sequence[dict[str,
     """What every row of a table shares: the study's fingerprinted settings, and `experiment`, the part
     of every row's candidate that is not its network, seed or WLD switch (data, network family and
     width, budget, recipe, WLD settings: what a replay must match), or None if the rows differ there."""
-    from icbench.search.fingerprint import FINGERPRINT_ATTR
-
     shared = {json.dumps(experiment_of(c), sort_keys=True, default=str) for c in candidates if c}
     return {
         "study": user_attrs.get("study_file"),

@@ -24,13 +24,10 @@ from icbench.errors import ConfigError
 from icbench.recipe import LEGACY_UNIT_RECIPE
 from icbench.search.schema import LoadedStudy
 from icbench.search.space import base_candidate
-
-#: Study user attributes: the fingerprint itself, its hash, and the first trial number it vouches for.
-FINGERPRINT_ATTR = "experiment_fingerprint"
-HASH_ATTR = "experiment_hash"
-FROM_TRIAL_ATTR = "fingerprint_from_trial"
-#: What studies created before the experiment fingerprint recorded: the search space and the objectives.
-LEGACY_ATTR = "fingerprint"
+from icbench.study_attrs import FINGERPRINT_ATTR as FINGERPRINT_ATTR  # the stored names (re-exported)
+from icbench.study_attrs import FROM_TRIAL_ATTR as FROM_TRIAL_ATTR
+from icbench.study_attrs import HASH_ATTR as HASH_ATTR
+from icbench.study_attrs import LEGACY_ATTR as LEGACY_ATTR
 
 #: Settings (dotted paths into the study config) that do not change what a trial measures; everything
 #: else is fingerprinted.
