@@ -17,10 +17,11 @@ setup: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/python run_study.py run studies/quickstart.yaml
 
-# The manual is built strictly first: a broken link or a page left out of mkdocs.yml fails the run.
+# The manual is built strictly first: a broken link or a page left out of mkdocs.yml fails the run; then
+# the import layers (pyproject.toml, [tool.importlinter]): a module importing one above it fails it.
 test: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/lint-imports && $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check icbench tests benchmarks run_study.py

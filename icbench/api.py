@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
-    from icbench.search.runner import StudyRun
+    from icbench.search.records import StudyRun
 
 __all__ = ["build_candidate", "load_trials", "read_table", "run_study"]
 
@@ -67,8 +67,8 @@ def load_trials(study: PathLike, *, storage: str | None = None) -> pd.DataFrame:
     from icbench.report.load import load_study as _load
 
     if storage is None:
-        from icbench.search.runner import storage_url
-        from icbench.search.schema import load_study
+        from icbench.search.storage import storage_url
+        from icbench.search.study import load_study
 
         loaded = load_study(study)
         name, storage = loaded.config.name, storage_url(loaded)

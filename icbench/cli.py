@@ -168,8 +168,7 @@ def _sites(args: argparse.Namespace, strategy_args: dict[str, Any]) -> int:
 def _study_location(study: str) -> tuple[str, str, Path, str | None]:
     """(storage URL, study name, report folder, study file) for a study file path."""
     from icbench.search import load_study
-    from icbench.search.runner import storage_url
-    from icbench.search.storage import resolve_url
+    from icbench.search.storage import resolve_url, storage_url
 
     if not Path(study).exists():
         raise IcbenchError(f"study file not found: {study}")

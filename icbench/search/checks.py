@@ -12,8 +12,14 @@ from typing import Any
 
 from icbench.errors import ConfigError, IcbenchError
 from icbench.search import space as sp
+from icbench.search.executors.replay import check_replay
+from icbench.search.propose import Proposer
 from icbench.search.records import Checked
+from icbench.search.resources import check_local_resources
+from icbench.search.samplers import make_sampler
 from icbench.search.schema import CategoricalParam, FloatParam, IntParam, LoadedStudy, MaskParam
+from icbench.search.space import mask_length
+from icbench.search.storage import check_server, resolve_url
 
 __all__ = ["N_PROBE", "Checked", "check_data_present", "check_environment", "check_study", "mask_length"]
 
@@ -37,22 +43,6 @@ def _valid_targets() -> tuple[set[str], set[str], set[str]]:
     top = {f.name for f in dataclasses.fields(CandidateConfig)}
     wld = {f.name for f in dataclasses.fields(WLDConfig)}
     return top, wld, {"strategy_args", "family_kwargs", "dataset_kwargs"}
-
-
-def mask_length(loaded: LoadedStudy) -> int | None:
-    """Booleans a `mask` parameter expands into: blocks or eligible sites of the study's family and size."""
-    masks = [p for p in loaded.space.params.values() if isinstance(p, MaskParam)]
-    if not masks:
-        return None
-    from icbench.placement import eligible_blocks, sites
-    from icbench.training import build_candidate
-
-    base = sp.base_candidate(loaded)
-    model, _, input_shape = build_candidate({**base, "strategy": "none", "strategy_args": {}})
-    site_list = sites(model, input_shape, family=base["family"])
-    if masks[0].over == "blocks":
-        return len(eligible_blocks(site_list))
-    return sum(s.eligible for s in site_list)
 
 
 def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
@@ -165,8 +155,6 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
     checked = Checked(mask_len=mask_len)
     _probe(loaded, checked, n_probe)
     if c.execution.backend == "replay":
-        from icbench.search.executors.replay import check_replay
-
         check_replay(loaded, checked)
     return checked
 
@@ -252,9 +240,6 @@ def check_environment(loaded: LoadedStudy) -> None:
     Raises:
         ConfigError: naming the study file and the field (`storage`, `execution.*`).
     """
-    from icbench.search.resources import check_local_resources
-    from icbench.search.storage import check_server, resolve_url
-
     if loaded.config.storage:
         try:
             resolve_url(loaded.config.storage)
@@ -271,8 +256,6 @@ def _searched(loaded: LoadedStudy, heads: set[str]) -> bool:
 
 def _check_sampler(loaded: LoadedStudy) -> None:
     """Build the sampler once, so bad `sampler.kwargs` fail here and not after the study is created."""
-    from icbench.search.runner import make_sampler  # runner imports this module
-
     try:
         make_sampler(loaded.config.sampler, loaded.config.sampler.seed, loaded)
     except (TypeError, ValueError) as e:
@@ -360,8 +343,6 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
     """Build and cost the basic network and `n` random points: catches bad sizes, placement arguments and
     impossible constraints, and gives the dry run its MACs range."""
     import optuna
-
-    from icbench.search.propose import Proposer
 
     proposer = Proposer(loaded, checked)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -16,7 +16,7 @@ with these changes, so it has its own experiment fingerprint:
   (chosen by the source search, on validation), nothing is selected within the confirmation, and the
   paired comparisons need a test accuracy for every seed. The test split still cannot steer any choice.
 
-Trials run through the runner's executor like any study's, so resume works as it does there: a run that
+Trials run through the study's executor (`executors.execute`) like any study's, so resume works as it does there: a run that
 was killed leaves finished seeds COMPLETE, and the next run marks the interrupted ones FAIL and queues
 their points again. The study attribute `confirmation_of` links it to the source study and its trials.
 """
@@ -24,6 +24,7 @@ their points again. The study attribute `confirmation_of` links it to the source
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,17 @@ from typing import Any
 import yaml
 
 from icbench.errors import ConfigError, IcbenchError
-from icbench.report.confirm import LINK_ATTR, SEED_ATTR, SOURCE_ATTR
+from icbench.report.confirm import LINK_ATTR, SEED_ATTR, SOURCE_ATTR, build_confirm_report, write_no_front
+from icbench.report.evaluation import shown_trials
+from icbench.report.load import StorageError, StudyNotFoundError, open_storage, with_retries
+from icbench.report.load import load_study as read_stored_study
 from icbench.search import fingerprint as fpr
-from icbench.search.runner import StudyRun, counts, storage_url
+from icbench.search.checks import check_data_present, check_environment, check_study
+from icbench.search.evaluation import evaluate_chosen
+from icbench.search.executors import execute
+from icbench.search.lock import study_lock
+from icbench.search.records import StudyRun
+from icbench.search.samplers.queue import queue_sampler
 from icbench.search.schema import (
     ASHASection,
     EvaluationSection,
@@ -42,8 +51,11 @@ from icbench.search.schema import (
     LoadedStudy,
     SamplerSection,
     SearchSpace,
-    load_study,
 )
+from icbench.search.space import target_of
+from icbench.search.storage import make_storage, storage_url
+from icbench.search.study import load_study, open_study
+from icbench.search.trials import counts, mark_interrupted, queue_missing, settled_keys
 
 #: Appended to the source study's name to name its confirmation study.
 SUFFIX = ".confirm"
@@ -80,8 +92,6 @@ def confirmation_study(loaded: LoadedStudy, n_points: int) -> LoadedStudy:
     Raises:
         ConfigError: the source space has a `seed` parameter that sets something other than the seed.
     """
-    from icbench.search.space import target_of
-
     c = loaded.config
     params = dict(loaded.space.params)
     if "seed" in params and target_of("seed", params["seed"]) != "seed":
@@ -118,39 +128,6 @@ def confirmation_study(loaded: LoadedStudy, n_points: int) -> LoadedStudy:
     )
 
 
-def queue_sampler(first: dict[str, Any]) -> Any:
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-    from optuna.trial import TrialState
-
-    class QueueSampler(optuna.samplers.BaseSampler):
-        """Samples nothing of its own: every trial (of a confirmation or a table) is enqueued with fixed
-        parameters.
-
-        A trial asked after the queue is empty (the searcher replacing a trial that failed) gets the first
-        point's parameters, a candidate already trained, so the searcher records it as a duplicate without
-        training it, asks `exhausted`, and ends the run.
-        """
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
-            if name in first:
-                return first[name]
-            if isinstance(distribution, CategoricalDistribution):
-                return distribution.choices[0]
-            return distribution.low
-
-        def exhausted(self, study: Any) -> bool:
-            return not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-
-    return QueueSampler()
-
-
 def _point_of(trial: Any) -> tuple[int, int] | None:
     a = trial.user_attrs
     if a.get(SOURCE_ATTR) is None or a.get(SEED_ATTR) is None:
@@ -160,17 +137,13 @@ def _point_of(trial: Any) -> tuple[int, int] | None:
 
 def queue_points(study: Any, points: list[Point]) -> tuple[int, int]:
     """Enqueue every point without a trial that settles it; returns (points to run now, points settled)
-    (`runner.queue_missing`: a diverged seed is an outcome, reported as such, and not retrained)."""
-    from icbench.search.runner import queue_missing
-
+    (`trials.queue_missing`: a diverged seed is an outcome, reported as such, and not retrained)."""
     queued = [(p.key, p.params, {SOURCE_ATTR: p.source_trial, SEED_ATTR: p.seed}) for p in points]
     return queue_missing(study, queued, _point_of)
 
 
 def _source_params(url: str, name: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
     """The exact parameters of the source trials (read-only, as the report reads)."""
-    from icbench.report.load import open_storage, with_retries
-
     storage, close = open_storage(url)
     try:
         study_id = with_retries(lambda: storage.get_study_id_from_name(name))
@@ -204,15 +177,6 @@ def confirm_study(
         ConfigError: the study file no longer describes the stored source study (its fingerprint changed),
             or K < 2, before anything is written.
     """
-    import time
-
-    from icbench.report.evaluation import shown_trials
-    from icbench.report.load import StorageError, StudyNotFoundError
-    from icbench.report.load import load_study as read_study
-    from icbench.search import runner
-    from icbench.search.checks import check_data_present, check_environment, check_study
-    from icbench.search.storage import make_storage
-
     t0 = time.perf_counter()
     loaded = load_study(path, overrides)
     c = loaded.config
@@ -223,7 +187,7 @@ def confirm_study(
         )
     src_url = storage_url(loaded)
     try:
-        source = read_study(src_url, c.name)
+        source = read_stored_study(src_url, c.name)
     except (StorageError, StudyNotFoundError) as e:
         raise ConfigError(
             f"nothing to confirm: the study has not been run here ({e}); run it first with "
@@ -248,8 +212,6 @@ def confirm_study(
         )
         echo(f"confirm: {run.stop_reason}")
         if report:
-            from icbench.report.confirm import write_no_front
-
             run.report_dir = write_no_front(out, c.name, run.stop_reason)
         return run
 
@@ -273,12 +235,12 @@ def confirm_study(
         "basic_trials": [n for n in numbers if n in basic],
         "seeds": seed_list,
     }
-    with runner._driver_lock(derived, url):
+    with study_lock(derived, url):
         storage = make_storage(url)
-        study = runner.open_study(derived, url, storage=storage, echo=echo)
+        study = open_study(derived, url, storage=storage, echo=echo)
         study.set_user_attr(LINK_ATTR, link)
         study.sampler = queue_sampler(points[0].params)
-        n_stale, _ = runner.mark_interrupted(study, storage)
+        n_stale, _ = mark_interrupted(study, storage)
         if n_stale:
             echo(f"resume: {n_stale} confirmation trial(s) left running by an earlier driver marked FAIL")
         todo, done = queue_points(study, points)
@@ -290,7 +252,7 @@ def confirm_study(
         )
         if todo:
             target = before["complete"] + before["pruned"] + todo
-            reason = runner._execute(derived, checked, study, target, echo)
+            reason = execute(derived, checked, study, target, echo)
             # The searcher ends a confirmation as "exhausted" once the queue is empty; only points left
             # without a settling trial make the run incomplete.
             left = _unsettled(study, points)
@@ -299,13 +261,9 @@ def confirm_study(
         after = counts(study)
         run.n_complete, run.n_pruned = after["complete"], after["pruned"]
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
-        from icbench.search.evaluation import evaluate_chosen
-
         evaluate_chosen(derived, url, study, echo)  # records the setting; `all` trials evaluated themselves
     if report:
         try:
-            from icbench.report.confirm import build_confirm_report
-
             build_confirm_report(src_url, c.name, url, name, out)
             run.report_dir = out
             echo(f"confirmation report written to {out}/ (confirm.md, confirm.tex, confirm.csv, paired.csv)")
@@ -317,7 +275,5 @@ def confirm_study(
 
 
 def _unsettled(study: Any, points: list[Point]) -> list[tuple[int, int]]:
-    from icbench.search.runner import settled_keys
-
     settled, _ = settled_keys(study, _point_of)
     return [p.key for p in points if p.key not in settled]

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from icbench.errors import IcbenchError
+from icbench.report.evaluation import AFTER_SEARCH, EVALUATION_ATTR, TEST_EVAL_PREFIX, shown_trials
+from icbench.report.load import load_study as read_study
+from icbench.search.executors.replay import open_table
 from icbench.search.schema import LoadedStudy
-from icbench.search.trainable import weights_file
+from icbench.search.trainable import trial_evaluation, weights_dir, weights_file
 
 __all__ = ["evaluate_chosen", "trial_evaluation", "weights_dir"]
 
@@ -26,9 +28,6 @@ def _from_table(
     loaded: LoadedStudy, study: Any, frozen: dict[int, Any], todo: list[int], echo: Callable[[str], None]
 ) -> int:
     """A replay's chosen trials: their test accuracy is the table's, measured when the row was trained."""
-    from icbench.report.evaluation import TEST_EVAL_PREFIX
-    from icbench.search.executors.replay import open_table
-
     table = open_table(loaded)
     done = 0
     for number in todo:
@@ -47,26 +46,6 @@ def _from_table(
         f"test split: {done} trial(s) that the report shows (chosen on validation) take their test accuracy from the table"
     )
     return done
-
-
-def weights_dir(loaded: LoadedStudy) -> Path | None:
-    """Where the trials of a `chosen` study save their final weights (None for other settings).
-
-    Locally: `<runs_dir>/<study>/weights/`. On a cluster (`execution.address`): under the shared
-    `execution.storage_path`, `<storage_path>/<study>/weights/`, which every node and the driver see.
-    """
-    c = loaded.config
-    if c.evaluation.test != "chosen":
-        return None
-    ex = c.execution
-    root = Path(ex.storage_path).expanduser() if ex.address and ex.storage_path else Path(c.runs_dir)
-    return (root / c.name / "weights").resolve()
-
-
-def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:
-    """The `evaluation` argument of `trainable.run_trial` for this study's trials."""
-    folder = weights_dir(loaded)
-    return {"test": loaded.config.evaluation.test, "weights_dir": str(folder) if folder else None}
 
 
 def _device(setting: str, echo: Callable[[str], None]) -> str:
@@ -95,14 +74,6 @@ def evaluate_chosen(loaded: LoadedStudy, url: str, study: Any, echo: Callable[[s
     Returns:
         How many trials were evaluated on the test split by this call.
     """
-    from icbench.report.evaluation import (
-        AFTER_SEARCH,
-        EVALUATION_ATTR,
-        TEST_EVAL_PREFIX,
-        shown_trials,
-    )
-    from icbench.report.load import load_study as read_study
-
     setting = loaded.config.evaluation.test
     study.set_user_attr(EVALUATION_ATTR, {"test": setting})
     folder = weights_dir(loaded)

@@ -22,7 +22,7 @@ from typing import Any
 
 from icbench.errors import ConfigError
 from icbench.recipe import LEGACY_UNIT_RECIPE
-from icbench.search.schema import LoadedStudy
+from icbench.search.schema import LoadedStudy, StudyConfig
 from icbench.search.space import base_candidate
 from icbench.study_attrs import FINGERPRINT_ATTR as FINGERPRINT_ATTR  # the stored names (re-exported)
 from icbench.study_attrs import FROM_TRIAL_ATTR as FROM_TRIAL_ATTR
@@ -140,8 +140,6 @@ def schema_defaults() -> dict[str, Any]:
     except for settings added later with a default that changed the behaviour (the unit settings of
     `LEGACY_UNIT_RECIPE`): an old study ran with the old behaviour, so resuming it under the new default
     is a change."""
-    from icbench.search.schema import StudyConfig
-
     out = StudyConfig(name="defaults", search_space="-").model_dump(mode="json")
     out["training"].update(LEGACY_UNIT_RECIPE)
     return out

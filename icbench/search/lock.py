@@ -17,10 +17,16 @@ import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from icbench.dbserver import connect_args
 from icbench.errors import IcbenchError
+from icbench.search.storage import resolve_url
 
-__all__ = ["DriverLockError", "advisory_key", "driver_lock"]
+if TYPE_CHECKING:
+    from icbench.search.schema import LoadedStudy
+
+__all__ = ["DriverLockError", "advisory_key", "driver_lock", "study_lock"]
 
 
 class DriverLockError(IcbenchError):
@@ -64,9 +70,6 @@ def _file_lock(run_dir: Path, study_name: str) -> Iterator[None]:
 def _server_lock(url: str, backend: str, study_name: str) -> Iterator[None]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
-
-    from icbench.dbserver import connect_args
-    from icbench.search.storage import resolve_url
 
     if backend == "postgresql":
         key = advisory_key(study_name)
@@ -123,3 +126,12 @@ def driver_lock(url: str, study_name: str, run_dir: Path) -> Iterator[None]:
     else:
         with _server_lock(url, backend, study_name):
             yield
+
+
+@contextlib.contextmanager
+def study_lock(loaded: LoadedStudy, url: str) -> Iterator[None]:
+    """One driver per study (`driver_lock`): a second concurrent run is refused, through the database server
+    when the study lives on one (drivers on other machines included), else through a file in the run folder."""
+    c = loaded.config
+    with driver_lock(url, c.name, Path(c.runs_dir) / c.name):
+        yield

@@ -8,8 +8,9 @@ from typing import Any
 
 from icbench.errors import ConfigError
 from icbench.search.checks import check_environment, check_study
-from icbench.search.runner import storage_url, target_trials
-from icbench.search.schema import load_study
+from icbench.search.space import target_trials
+from icbench.search.storage import storage_url
+from icbench.search.study import load_study
 
 N_PROBE_DRY = 32
 

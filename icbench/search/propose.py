@@ -12,6 +12,7 @@ import optuna
 from icbench.search import space as sp
 from icbench.search.records import Checked, Proposal
 from icbench.search.schema import LoadedStudy
+from icbench.versions import package_versions
 
 
 def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
@@ -63,8 +64,6 @@ class Proposer:
         self._request_cache = _REQUESTS
         #: Models built so far to count a cost (the rest came from the caches).
         self.builds = 0
-        from icbench.search.runner import package_versions
-
         self.versions = package_versions()
 
     def candidate(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Plain records passed between the checks, the proposer and the searcher.
+"""Plain records passed between the checks, the proposer, the searcher and the study commands.
 
 This module imports nothing heavy (no Ray, Optuna or torch), so the light paths (`--dry-run`, `validate`,
 `report`) can use the checks and the proposer without pulling in Ray Tune, which only the code that
@@ -8,6 +8,7 @@ executes trials imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +29,19 @@ class Proposal:
 
     config: dict[str, Any] | None  # handed to Tune; None when the trial was settled in the driver
     attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudyRun:
+    """What a run did: counts over the whole study, and why it stopped early (if it did)."""
+
+    name: str
+    storage_url: str
+    n_complete: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+    n_rejected: int = 0
+    stop_reason: str | None = None
+    report_dir: Path | None = None
+    wall_time_s: float = 0.0
+    messages: list[str] = field(default_factory=list)

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from icbench.errors import ConfigError
 from icbench.recipe import Recipe
@@ -174,17 +183,21 @@ class SamplerSection(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, name: str) -> str:
-        return _registered("sampler", name)
+    def _known(cls, name: str, info: ValidationInfo) -> str:
+        return _registered("sampler", name, info)
 
 
-def _registered(kind: str, name: str) -> str:
-    """`name` if the registry of `kind` (sampler, scheduler, executor) holds it; else the choices."""
-    from icbench.search.executors import EXECUTORS
-    from icbench.search.samplers import SAMPLERS
-    from icbench.search.schedulers import SCHEDULERS
+def _registered(kind: str, name: str, info: ValidationInfo) -> str:
+    """`name` if the registry of `kind` (sampler, scheduler, executor) holds it; else the choices.
 
-    registry = {"sampler": SAMPLERS, "scheduler": SCHEDULERS, "executor": EXECUTORS}[kind]
+    The registries come from the caller, in the validation context (`registries`, which
+    `icbench.search.study.load_study` passes): they live in the layers above this module. Without them
+    names are not checked.
+    """
+    registries = (info.context or {}).get("registries")
+    if registries is None:
+        return name
+    registry = registries[kind]
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}")
     return name
@@ -281,13 +294,13 @@ class ExecutionSection(_Strict):
 
     @field_validator("scheduler")
     @classmethod
-    def _known_scheduler(cls, name: str | None) -> str | None:
-        return None if name is None else _registered("scheduler", name)
+    def _known_scheduler(cls, name: str | None, info: ValidationInfo) -> str | None:
+        return None if name is None else _registered("scheduler", name, info)
 
     @field_validator("backend")
     @classmethod
-    def _known_backend(cls, name: str) -> str:
-        return _registered("executor", name)
+    def _known_backend(cls, name: str, info: ValidationInfo) -> str:
+        return _registered("executor", name, info)
 
     @property
     def scheduler_name(self) -> str:
@@ -456,9 +469,11 @@ def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return f" (did you mean {close[0]!r}? valid keys: {valid})" if close else f" (valid keys: {valid})"
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], source: Path) -> Any:
+def _validate(
+    model: type[BaseModel], data: dict[str, Any], source: Path, context: dict[str, Any] | None = None
+) -> Any:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as e:
         # An unknown key first: a misspelt key also makes the key it was meant to be look missing.
         err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
@@ -523,12 +538,22 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: Pat
     return out
 
 
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> LoadedStudy:
+def load_study(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    registries: dict[str, Collection[str]] | None = None,
+) -> LoadedStudy:
     """Read and validate a study file and the search-space file it names.
+
+    `icbench.search.load_study` (`study.py`) is this with `registries` given: use it to check a study
+    file; this one serves the layers below the registries, and tests.
 
     Args:
         path: the study file.
         overrides: dotted keys replacing values of the file (the command line's `--set KEY=VALUE`).
+        registries: the names `sampler.name`, `execution.scheduler` and `execution.backend` may take, by
+            kind (`sampler`, `scheduler`, `executor`); None: not checked.
 
     Raises:
         ConfigError: naming the file and the field for any syntax, type, range or reference problem.
@@ -537,7 +562,8 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Loa
     data, text = read_yaml(p)
     if overrides:
         data = apply_overrides(data, overrides, p)
-    config: StudyConfig = _validate(StudyConfig, data, p)
+    context = None if registries is None else {"registries": registries}
+    config: StudyConfig = _validate(StudyConfig, data, p, context)
     warmup = config.training.warmup_epochs
     if warmup is not None and warmup > config.budget.epochs:
         raise ConfigError(

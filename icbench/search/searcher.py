@@ -27,6 +27,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from icbench.search import space as sp
+from icbench.search.propose import Proposer
 from icbench.search.records import Proposal
 from icbench.search.trainable import FINAL_KEY
 from icbench.training.candidate import METRIC_KEYS
@@ -254,8 +256,6 @@ def make_searcher(
 ) -> AskTellSearcher:
     """The searcher of a study: its proposer (with `known_costs` by placement, see `Proposer`), objectives
     and failure caps."""
-    from icbench.search.propose import Proposer
-
     ex = loaded.config.execution
     proposer = Proposer(loaded, checked, known_costs)
     return AskTellSearcher(
@@ -314,8 +314,6 @@ class UnseenPoint:
         self.tries = tries
 
     def __call__(self, seen: set[str]) -> dict[str, Any] | None:
-        from icbench.search import space as sp
-
         for _ in range(self.tries):
             trial = _RandomTrial(self.rng)
             sp.sample(trial, self.loaded.space, self.checked.mask_len)

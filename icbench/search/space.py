@@ -177,3 +177,29 @@ def candidate(base: dict[str, Any], space: SearchSpace, values: dict[str, Any]) 
         if isinstance(param, MaskParam):  # the mask strategy's level: one bit per block or per eligible site
             set_dotted(cand, "strategy_args.by", MASK_LEVEL[param.over])
     return cand
+
+
+def mask_length(loaded: LoadedStudy) -> int | None:
+    """Booleans a `mask` parameter expands into: blocks or eligible sites of the study's family and size."""
+    masks = [p for p in loaded.space.params.values() if isinstance(p, MaskParam)]
+    if not masks:
+        return None
+    from icbench.placement import eligible_blocks, sites  # torch: only a space with a mask needs it
+    from icbench.training import build_candidate
+
+    base = base_candidate(loaded)
+    model, _, input_shape = build_candidate({**base, "strategy": "none", "strategy_args": {}})
+    site_list = sites(model, input_shape, family=base["family"])
+    if masks[0].over == "blocks":
+        return len(eligible_blocks(site_list))
+    return sum(s.eligible for s in site_list)
+
+
+def target_trials(loaded: LoadedStudy) -> int:
+    """The study's target number of evaluated trials: `n_trials`, else a grid's size, else 10."""
+    c = loaded.config
+    if c.n_trials is not None:
+        return c.n_trials
+    if c.sampler.name == "grid":
+        return grid_size(loaded.space, mask_length(loaded))
+    return 10

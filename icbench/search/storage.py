@@ -14,6 +14,8 @@ from icbench.errors import ConfigError
 if TYPE_CHECKING:
     import optuna
 
+    from icbench.search.schema import LoadedStudy
+
 T = TypeVar("T")
 
 #: SQLite waits this long for a lock before "database is locked" (readers never hold one for long).
@@ -22,6 +24,14 @@ SQLITE_TIMEOUT_S = 60.0
 
 def default_storage_url(runs_dir: str | Path, study_name: str) -> str:
     return f"sqlite:///{(Path(runs_dir) / study_name / 'study.db').resolve()}"
+
+
+def storage_url(loaded: LoadedStudy) -> str:
+    """Where a study lives: its `storage`, else a SQLite file in its run folder."""
+    c = loaded.config
+    if c.storage:
+        return c.storage
+    return default_storage_url(c.runs_dir, c.name)
 
 
 def _enable_wal(db_path: Path) -> None:

@@ -21,10 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError
-from icbench.report.table import ROW_ATTR
+from icbench.report.table import ROW_ATTR, write_table
 from icbench.search import space as sp
-from icbench.search.runner import StudyRun, counts, queue_missing, settled_keys, storage_url
-from icbench.search.schema import FloatParam, LoadedStudy, load_study
+from icbench.search.checks import check_data_present, check_environment, check_study
+from icbench.search.evaluation import evaluate_chosen
+from icbench.search.executors import execute
+from icbench.search.executors.ray_tune import cluster_connection
+from icbench.search.lock import study_lock
+from icbench.search.propose import Proposer
+from icbench.search.records import StudyRun
+from icbench.search.samplers.queue import queue_sampler
+from icbench.search.schema import FloatParam, LoadedStudy
+from icbench.search.storage import make_storage, storage_url
+from icbench.search.study import load_study, open_study, write_report
+from icbench.search.trials import counts, mark_interrupted, queue_missing, settled_keys
 
 #: Where tables go unless `--out` says otherwise: tables/<study>.parquet.
 TABLES_DIR = "tables"
@@ -98,7 +108,7 @@ def _row_of(trial: Any) -> str | None:
 
 def queue_rows(study: Any, rows: list[Row]) -> tuple[int, int]:
     """Enqueue every row without a settling trial; returns (rows to run now, rows already settled)
-    (`runner.queue_missing`: a diverged row is an outcome, recorded in the table as such, and not retrained)."""
+    (`trials.queue_missing`: a diverged row is an outcome, recorded in the table as such, and not retrained)."""
     return queue_missing(study, [(r.key, r.params, {ROW_ATTR: r.key}) for r in rows], _row_of)
 
 
@@ -121,13 +131,6 @@ def tabulate(
         ConfigError: an infinite space, a test setting other than `all`, or any invalid input, before
             anything is written.
     """
-    from icbench.search import runner
-    from icbench.search.checks import check_data_present, check_environment, check_study
-    from icbench.search.confirm import queue_sampler
-    from icbench.search.evaluation import evaluate_chosen
-    from icbench.search.propose import Proposer
-    from icbench.search.storage import make_storage
-
     t0 = time.perf_counter()
     loaded = load_study(path, overrides)
     check_finite(loaded)
@@ -139,11 +142,11 @@ def tabulate(
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
     table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}.parquet"
-    with runner._cluster_connection(loaded), runner._driver_lock(loaded, url):
+    with cluster_connection(loaded), study_lock(loaded, url):
         storage = make_storage(url)
-        study = runner.open_study(loaded, url, storage=storage, echo=echo)
+        study = open_study(loaded, url, storage=storage, echo=echo)
         study.sampler = queue_sampler(rows[0].params)
-        n_stale, _ = runner.mark_interrupted(study, storage)
+        n_stale, _ = mark_interrupted(study, storage)
         if n_stale:
             echo(f"resume: {n_stale} row(s) left running by an earlier driver marked FAIL (interrupted)")
         todo, done = queue_rows(study, rows)
@@ -154,7 +157,7 @@ def tabulate(
         )
         if todo:
             target = before["complete"] + before["pruned"] + todo
-            reason = runner._execute(loaded, checked, study, target, echo)
+            reason = execute(loaded, checked, study, target, echo)
             left = [r for r in rows if r.key not in settled_keys(study, _row_of)[0]]
             if left:
                 run.stop_reason = f"{len(left)} row(s) not run ({reason or 'stopped'}); run tabulate again"
@@ -162,12 +165,10 @@ def tabulate(
         run.n_complete, run.n_pruned = after["complete"], after["pruned"]
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
         evaluate_chosen(loaded, url, study, echo)  # records the setting (`all`: rows evaluated themselves)
-        from icbench.report.table import write_table
-
         n = write_table(url, c.name, table_file, rows=[r.key for r in rows])
         echo(f"table written to {table_file} ({n} rows; schema in {table_file.with_suffix('.md')})")
         if report:
-            run.report_dir = runner._report(loaded, url, echo)
+            run.report_dir = write_report(loaded, url, echo)
     run.wall_time_s = time.perf_counter() - t0
     echo(f"done in {run.wall_time_s:.1f} s")
     return run

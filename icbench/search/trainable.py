@@ -1,4 +1,5 @@
-"""The function Ray Tune runs for each trial, in a worker process.
+"""The function Ray Tune runs for each trial, in a worker process, and what each trial is told about the
+test split (`trial_evaluation`: evaluate it itself, or save its final weights under `weights_dir`).
 
 It never raises for a trial's own failure: an exception, an out-of-memory error, divergence or an exhausted
 time budget becomes a final result with `status` and `reason`, so the driver can record *why* the trial
@@ -10,7 +11,10 @@ from __future__ import annotations
 import json
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from icbench.search.schema import LoadedStudy
 
 FINAL_KEY = "icbench_final"
 #: `evaluation.test` settings (see the study schema): which trials evaluate the test split, and when.
@@ -20,6 +24,26 @@ TEST_SETTINGS = ("chosen", "all", "none")
 def weights_file(weights_dir: str | Path, trial_number: int) -> Path:
     """Where trial `trial_number` saves its final weights under a study's weights folder."""
     return Path(weights_dir) / f"trial_{int(trial_number):05d}.pt"
+
+
+def weights_dir(loaded: LoadedStudy) -> Path | None:
+    """Where the trials of a `chosen` study save their final weights (None for other settings).
+
+    Locally: `<runs_dir>/<study>/weights/`. On a cluster (`execution.address`): under the shared
+    `execution.storage_path`, `<storage_path>/<study>/weights/`, which every node and the driver see.
+    """
+    c = loaded.config
+    if c.evaluation.test != "chosen":
+        return None
+    ex = c.execution
+    root = Path(ex.storage_path).expanduser() if ex.address and ex.storage_path else Path(c.runs_dir)
+    return (root / c.name / "weights").resolve()
+
+
+def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:
+    """The `evaluation` argument of `trainable.run_trial` for this study's trials."""
+    folder = weights_dir(loaded)
+    return {"test": loaded.config.evaluation.test, "weights_dir": str(folder) if folder else None}
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def install(point: str) -> None:
     elif point == "mid_trial":
         from icbench.search import trainable
 
-        # The runner imports run_trial from here when it starts Tune: workers then run ours.
+        # The ray executor reads run_trial from here when it starts Tune: workers then run ours.
         trainable.run_trial = run_trial  # type: ignore[assignment]
         real_init, real_suggest = AskTellSearcher.__init__, AskTellSearcher.suggest
 

@@ -47,8 +47,8 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 def _make_study_db(work: Path) -> None:
     """The setup of the resume cases: a study database created by the original study file."""
-    from icbench.search.runner import open_study, storage_url
-    from icbench.search.schema import load_study
+    from icbench.search.storage import storage_url
+    from icbench.search.study import load_study, open_study
 
     loaded = load_study(work / "studies" / "resume_original.yaml")
     study = open_study(loaded, storage_url(loaded))
@@ -77,7 +77,8 @@ def _block_imports(names: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the corpus as the working directory; Ray and training are booby-trapped."""
-    import icbench.search.runner as runner
+    from icbench.search import confirm, runner, tabulate
+    from icbench.search.executors import ray_tune
 
     dst = tmp_path / "corpus"
     shutil.copytree(CORPUS, dst, ignore=shutil.ignore_patterns("__pycache__"))
@@ -86,9 +87,11 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("validation let a malformed input through to Ray or training")
 
-    monkeypatch.setattr(runner, "_init_ray", unreachable)
-    monkeypatch.setattr(runner, "_execute", unreachable)
-    monkeypatch.setattr(runner, "_report", unreachable)
+    monkeypatch.setattr(ray_tune, "init_ray", unreachable)
+    for command in (runner, confirm, tabulate):  # the study commands, each as it calls them
+        monkeypatch.setattr(command, "execute", unreachable)
+    for command in (runner, tabulate):
+        monkeypatch.setattr(command, "write_report", unreachable)
     return dst
 
 

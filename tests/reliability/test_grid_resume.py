@@ -35,9 +35,11 @@ from reliability_helpers import (
 )
 
 from icbench.search import space as sp
-from icbench.search.runner import GridPoints, make_sampler, mark_interrupted
+from icbench.search.samplers import make_sampler
+from icbench.search.samplers.grid import GridPoints
 from icbench.search.schema import SearchSpace, load_study
 from icbench.search.storage import make_storage
+from icbench.search.trials import mark_interrupted
 
 GRID_SPACE = """
 params:

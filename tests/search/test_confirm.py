@@ -24,8 +24,9 @@ from icbench.search.confirm import (
     confirmation_study,
     fresh_seeds,
 )
-from icbench.search.runner import open_study, storage_url
 from icbench.search.schema import IntParam, load_study
+from icbench.search.storage import storage_url
+from icbench.search.study import open_study
 
 TINY = """
 dataset: {name: mnist5k}

@@ -18,8 +18,8 @@ from search_helpers import HERE, write_study
 
 from icbench.search import run_study
 from icbench.search.checks import check_study
-from icbench.search.runner import storage_url
 from icbench.search.schema import load_study
+from icbench.search.storage import storage_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 

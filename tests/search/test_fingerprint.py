@@ -13,11 +13,13 @@ import pytest
 from pydantic import BaseModel
 from search_helpers import HERE, write_study
 
-import icbench.search.runner as runner
 from icbench.errors import ConfigError
+from icbench.search import confirm, runner, tabulate
 from icbench.search import fingerprint as fpr
-from icbench.search.runner import open_study, storage_url
+from icbench.search.executors import ray_tune
 from icbench.search.schema import SearchSpace, StudyConfig, load_study
+from icbench.search.storage import make_storage, storage_url
+from icbench.search.study import open_study
 
 STUDY = """
 dataset: {name: synthetic, kwargs: {n: 200, image_size: 16, in_chans: 1}}
@@ -45,7 +47,7 @@ def _create(path: Path, overrides: dict[str, Any] | None = None) -> Path:
     """Create the study in its SQLite database, close it as a finished run would; returns the database."""
     loaded = load_study(path, overrides)
     url = storage_url(loaded)
-    storage = runner.make_storage(url)
+    storage = make_storage(url)
     open_study(loaded, url, storage=storage).ask()  # one trial: the database holds more than a bare study
     storage.engine.dispose()
     return Path(url[len("sqlite:///") :])
@@ -65,9 +67,11 @@ def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a refused resume reached Ray, training or the report")
 
-    monkeypatch.setattr(runner, "_init_ray", unreachable)
-    monkeypatch.setattr(runner, "_execute", unreachable)
-    monkeypatch.setattr(runner, "_report", unreachable)
+    monkeypatch.setattr(ray_tune, "init_ray", unreachable)
+    for command in (runner, confirm, tabulate):  # the study commands, each as it calls them
+        monkeypatch.setattr(command, "execute", unreachable)
+    for command in (runner, tabulate):
+        monkeypatch.setattr(command, "write_report", unreachable)
 
 
 def _fields(err: str) -> list[str]:
@@ -234,7 +238,7 @@ def _legacy_study(path: Path) -> Path:
     """A study as icbench wrote it before experiment fingerprints: only space and objectives recorded."""
     loaded = load_study(path)
     url = storage_url(loaded)
-    storage = runner.make_storage(url)
+    storage = make_storage(url)
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
     study.set_user_attr(
         "fingerprint",

@@ -253,7 +253,8 @@ def test_the_runner_checks_the_connected_ray_before_the_first_trial(
     """A request that passes the machine check but not Ray's pool is refused before any trial."""
     import optuna
 
-    from icbench.search.runner import run_study, storage_url
+    from icbench.search.runner import run_study
+    from icbench.search.storage import storage_url
 
     _machine(monkeypatch, cpus=8, gpus=0)  # the machine check passes; the session's Ray has 2 CPUs
     study = _study(tmp_path, "{cpus_per_trial: 3}")

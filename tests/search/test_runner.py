@@ -38,8 +38,9 @@ def test_objectives_are_named_in_storage_for_plain_optuna_and_the_dashboard(tmp_
     before they were named gets the names on its next open."""
     import optuna
 
-    from icbench.search.runner import make_storage, open_study, storage_url
     from icbench.search.schema import load_study
+    from icbench.search.storage import make_storage, storage_url
+    from icbench.search.study import open_study
 
     loaded = load_study(write_study(tmp_path, STUDY, SPACE))
     url = storage_url(loaded)
@@ -74,8 +75,9 @@ def test_optuna_dashboard_shows_the_objective_names(tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    from icbench.search.runner import make_storage, open_study, storage_url
     from icbench.search.schema import load_study
+    from icbench.search.storage import make_storage, storage_url
+    from icbench.search.study import open_study
 
     exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
     assert exe is not None, "optuna-dashboard is not installed (it is in the `test` extra)"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from icbench.errors import ConfigError
-from icbench.search.schema import load_search_space, load_study
+from icbench.search.schema import load_search_space
+from icbench.search.study import load_study
 
 SPACE = """
 params:

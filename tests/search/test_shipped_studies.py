@@ -38,7 +38,7 @@ def test_shipped_study_passes_the_dry_run(study: Path, tmp_path: Path) -> None:
         # tiny valid layout and the basic network's own weights, as a user's machine would have them.
         pytest.importorskip("PIL")
         from icbench.families import build_model
-        from icbench.search.schema import load_study
+        from icbench.search.study import load_study
 
         root = make_imagefolder(tmp_path / "imagenet")
         c = load_study(study).config

@@ -25,10 +25,9 @@ from icbench.families import tiny_size
 from icbench.report import evaluation as report_evaluation
 from icbench.report.load import load_study as read_study
 from icbench.search import run_study
-from icbench.search.evaluation import trial_evaluation, weights_dir
-from icbench.search.runner import storage_url
 from icbench.search.schema import load_study
-from icbench.search.trainable import FINAL_KEY, run_trial, weights_file
+from icbench.search.storage import storage_url
+from icbench.search.trainable import FINAL_KEY, run_trial, trial_evaluation, weights_dir, weights_file
 from icbench.training import candidate as candidate_mod
 from icbench.training.candidate import END_OF_TRAINING, evaluate_saved, train_candidate
 from icbench.training.loop import num_threads

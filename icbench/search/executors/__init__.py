@@ -20,3 +20,9 @@ Executor = Callable[..., Any]
 EXECUTORS: Registry[Executor] = Registry("executor")
 
 from icbench.search.executors import ray_tune, replay  # noqa: E402,F401 - registration
+
+
+def execute(loaded: Any, checked: Any, study: Any, target: int, echo: Callable[[str], None]) -> str | None:
+    """Hand the study's trials to its executor (`execution.backend`) until the target is reached; returns
+    why the search stopped early, if it did."""
+    return EXECUTORS.get(loaded.config.execution.backend)(loaded, checked, study, target, echo)

@@ -30,10 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icbench.errors import ConfigError
+from icbench.errors import ConfigError, IcbenchError
 from icbench.recipe import LEGACY_UNIT_RECIPE
-from icbench.report.table import experiment_of
+from icbench.report.table import experiment_of, read_table
+from icbench.search import space as sp
 from icbench.search.executors import EXECUTORS
+from icbench.search.executors.progress import Progress
+from icbench.search.propose import Proposer
+from icbench.search.schedulers import make_scheduler
+from icbench.search.trainable import FINAL_KEY
 
 
 @dataclass
@@ -48,8 +53,6 @@ class Table:
 
     @classmethod
     def open(cls, path: str | Path) -> Table:
-        from icbench.report.table import read_table
-
         frame, shared = read_table(path)
         rows: dict[tuple[str, bool, int], dict[str, Any]] = {}
         for rec in frame.to_dict("records"):
@@ -89,10 +92,6 @@ def check_replay(loaded: Any, checked: Any) -> None:
             candidates are not in the table (the first few are named).
     """
     import optuna
-
-    from icbench.errors import IcbenchError
-    from icbench.search import space as sp
-    from icbench.search.propose import Proposer
 
     source = str(loaded.study_path)
     try:
@@ -175,8 +174,6 @@ def final_result(row: dict[str, Any], epochs: int, test: str = "all") -> dict[st
     `test` is the study's `evaluation.test`: the table's test accuracy is part of the result only with
     `all`; with `chosen` the driver takes it from the table after the search, for the chosen trials.
     """
-    from icbench.search.trainable import FINAL_KEY
-
     curve = [
         {"epoch": i + 1, "val_acc": float(v), "train_loss": float(loss), "epoch_time_s": float(t)}
         for i, (v, loss, t) in enumerate(
@@ -213,9 +210,7 @@ def execute_replay(
 ) -> str | None:
     """Replay the study against its table until the target is reached; returns why it stopped early.
     `echo` None: no progress lines (and none of their cost: a benchmark replays thousands of trials)."""
-    from icbench.search.runner import Progress
-    from icbench.search.schedulers import make_scheduler
-    from icbench.search.searcher import FINISHED, make_searcher
+    from icbench.search.searcher import FINISHED, make_searcher  # imports torch (the trial's metric names)
 
     table = open_table(loaded)
     epochs = loaded.config.budget.epochs
