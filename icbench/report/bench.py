@@ -37,6 +37,7 @@ from icbench.report.build import _atomic, _write_text
 from icbench.report.environment import MACHINE_COLUMNS, machine_label, machine_rows, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING
 from icbench.report.pareto import pareto_mask
+from icbench.report.plots import _figure, _maybe_log, _save, _step_front  # the figure reads like pareto.png
 from icbench.report.table import read_table
 from icbench.report.tables import fmt_num, fmt_p, macs_unit, markdown_table, missing
 
@@ -389,9 +390,6 @@ def plot_front(entries: Sequence[FrontEntry], out_path: Path, title: str) -> Pat
     """bench_front.png: every candidate's mean validation accuracy against MACs, the front as a staircase
     with 95% intervals, the basic network as a star."""
     import pandas as pd
-
-    # The report figures' Agg canvas and log-axis rule, so this figure reads like pareto.png.
-    from icbench.report.plots import _figure, _maybe_log, _save, _step_front
 
     frame = front_frame(entries)
     frame["val_acc"] = frame["val_acc_pts"] / FACTOR

@@ -27,6 +27,7 @@ import numpy as np
 from icbench.liveness import is_inert
 from icbench.report import stats, tables
 from icbench.report.aggregate import PairedTable, comparison_metric
+from icbench.report.build import _atomic, _write_text, tabular
 from icbench.report.liveness import fmt_delta
 from icbench.report.load import StudyData, load_study
 from icbench.report.pareto import pareto_mask
@@ -353,8 +354,6 @@ def build_confirm_report(
     out_dir: str | os.PathLike[str],
 ) -> dict[str, Path]:
     """Write the confirmation report (see the module docstring); returns file name -> path."""
-    from icbench.report.build import _atomic, _write_text, tabular
-
     source = load_study(source_storage, source_name)
     confirm = load_study(confirm_storage, confirm_name)
     out = Path(out_dir)

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from icbench.report import pareto, tables
+from icbench.report.pareto import HV_OBJECTIVES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -59,8 +62,6 @@ def _missing(value: Any) -> bool:
 def front_objectives(objectives: Sequence[tuple[str, str]], trials: pd.DataFrame) -> list[tuple[str, str]]:
     """The objectives pareto.md's front is taken over: the study's when the table has them all, else
     (val_acc max, MACs min)."""
-    from icbench.report.pareto import HV_OBJECTIVES
-
     objs = list(objectives)
     if objs and all(n in trials.columns and trials[n].notna().any() for n, _ in objs):
         return objs
@@ -70,8 +71,6 @@ def front_objectives(objectives: Sequence[tuple[str, str]], trials: pd.DataFrame
 def shown_trials(trials: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> list[int]:
     """Numbers of the trials pareto.md lists: the Pareto front over `objectives` (COMPLETE trials only)
     and the best basic network per family, size and width. These are the trials chosen on validation."""
-    from icbench.report import pareto, tables
-
     if pareto.candidates(trials, ["val_acc"]).empty:
         return []
     front = pareto.pareto_front(trials, front_objectives(objectives, trials))

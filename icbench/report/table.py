@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from icbench.errors import IcbenchError
+from icbench.report.load import load_study, open_storage, with_retries
 from icbench.study_attrs import FINGERPRINT_ATTR
 
 #: Every column of a table, in order, with its meaning; `param_<name>` columns (one per search-space
@@ -88,8 +89,6 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
         rows: the row keys the table should hold, in order (`tabulate.table_rows`); None: every row
             with a trial. A row without a settling trial (not run yet) is left out.
     """
-    from icbench.report.load import load_study, open_storage, with_retries
-
     data = load_study(url, study_name)
     storage, close = open_storage(url)
     try:

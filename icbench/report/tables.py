@@ -17,7 +17,7 @@ from icbench.liveness import INERT_DELTA, is_inert
 from icbench.report import stats
 from icbench.report.aggregate import Budget, PairedTable
 from icbench.report.liveness import fmt_delta
-from icbench.report.pareto import accuracy_top
+from icbench.report.pareto import accuracy_top, candidates
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -232,8 +232,6 @@ def pareto_rows(front: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         `PARETO_CSV_COLUMNS`, sorted by MACs then trial number.
     """
     import pandas as pd
-
-    from icbench.report.pareto import candidates
 
     rows = front.assign(on_front=True)
     cand = candidates(trials, ["val_acc"])
