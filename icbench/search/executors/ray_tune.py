@@ -1,4 +1,8 @@
-"""The live executor: trials run as Ray Tune trials, locally or on a cluster."""
+"""The live executor: trials run as Ray Tune trials, locally or on a cluster.
+
+It owns Ray's start-up (`init_ray`) and, for a study on a cluster, the connection the study commands hold
+while they run (`cluster_connection`).
+"""
 
 from __future__ import annotations
 
