@@ -84,6 +84,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("study")
     p.add_argument("--out", default=None, help="table file (default: tables/<study>.parquet)")
+    p.add_argument(
+        "--pilot", type=int, default=None, metavar="N",
+        help="train only N placements drawn at random (every unit and seed, and the basic network) and "
+        "write tables/<study>.pilot.parquet: its report shows whether the full table would carry signal",
+    )
+    p.add_argument("--pilot-seed", type=int, default=0, help="which placements a pilot draws")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
     return parser
@@ -219,7 +225,10 @@ def _tabulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """Train every candidate x seed of a finite space (resumable) and write its benchmark table."""
     from icbench.search.tabulate import tabulate
 
-    run = tabulate(args.study, out=args.out, report=not args.no_report, overrides=overrides)
+    run = tabulate(
+        args.study, out=args.out, report=not args.no_report, overrides=overrides, pilot=args.pilot,
+        pilot_seed=args.pilot_seed,
+    )
     return 3 if run.stop_reason else 0
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icbench.liveness import INERT_DELTA, LIVENESS_BATCH
-from icbench.report import stats
+from icbench.report import signal, stats
 from icbench.report.build import _atomic, _write_text
 from icbench.report.environment import MACHINE_COLUMNS, machine_label, machine_rows, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING
@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Files the table report writes, in the order bench.md lists them.
-BENCH_FILES: tuple[str, ...] = ("bench.md", "bench_effects.csv", "bench_front.csv", "bench_front.png")
+BENCH_FILES: tuple[str, ...] = (
+    "bench.md", "bench_signal.csv", "bench_effects.csv", "bench_front.csv", "bench_front.png",
+)  # fmt: skip
 #: Accuracies are stored as fractions; the report shows points (percent).
 FACTOR = 100.0
 #: Unit name of the basic network's placement.
@@ -613,6 +615,21 @@ def liveness_headline(frame: pd.DataFrame) -> str:
     )
 
 
+def signal_headline(signals: Sequence[signal.StratumSignal]) -> str:
+    """One sentence for the short answer: the noise ceilings of the placement strata."""
+    strata = [s for s in signals if "pooled" not in s.stratum]
+    if not strata:
+        return "no stratum has two candidates to tell apart."
+    told = [s for s in strata if s.separable]
+    ceilings = [s.ceiling for s in strata if not math.isnan(s.ceiling)]
+    span = f"{min(ceilings):.2f} to {max(ceilings):.2f}" if ceilings else "not measurable"
+    return (
+        f"the seeds tell the placements apart in {len(told)} of {len(strata)} strata (F test p < "
+        f"{signal.ALPHA:g}); noise ceilings (one seed's ranking against the other seeds') {span}"
+        + (": within-stratum rankings here are mostly seed noise." if not told else ".")
+    )
+
+
 def liveness_lines(frame: pd.DataFrame) -> str:
     """Per unit and WLD, how far the rows' trained units moved (δ), or that the table did not record it."""
     units = frame[(frame["unit"].astype(str) != "conv") & (frame["status"] == "complete")]
@@ -655,8 +672,9 @@ def bench_markdown(
     single: Sequence[Effect],
     wld: Sequence[Effect],
     entries: Sequence[FrontEntry],
+    signals: Sequence[signal.StratumSignal] = (),
 ) -> str:
-    """bench.md: the header, a short answer, the three sections and the file list."""
+    """bench.md: the header, a short answer, the signal diagnostics, the three sections and the file list."""
     seeds = sorted({int(s) for s in frame["seed"]}) if len(frame) else []
     complete = int((frame["status"] == "complete").sum()) if len(frame) else 0
     sites = eligible_sites(cands)
@@ -695,6 +713,7 @@ def bench_markdown(
     )
     lines.append("- WLD: " + effects_summary(wld, "WLD"))
     lines.append("- Unit liveness: " + liveness_headline(frame))
+    lines.append("- Signal: " + signal_headline(signals))
     n_front = sum(e.on_front for e in entries)
     n_ind = sum(e.status == "indistinguishable" for e in entries)
     lines.append(
@@ -703,6 +722,8 @@ def bench_markdown(
         f"{len(seeds)} seeds.\n"
     )
 
+    lines.append("## Signal: can the seeds tell the candidates apart?\n")
+    lines.append(signal.signal_markdown(signals))
     lines.append("## Unit liveness\n")
     lines.append(liveness_lines(frame))
     lines.append("## Single-site effects\n")
@@ -734,6 +755,8 @@ def bench_markdown(
     lines += _front_section(entries, len(seeds))
     lines.append("## Files\n")
     desc = {
+        "bench_signal.csv": "the signal diagnostics of every stratum (variance components, ICC, noise "
+        "ceiling, resolvable difference, verdict)",
         "bench_effects.csv": "every comparison above with all its numbers (points, p, Holm p, detectable "
         "difference, verdicts)",
         "bench_front.csv": "every candidate: mean accuracies with 95% intervals, MACs, params, front status",
@@ -837,6 +860,9 @@ def build_bench_report(table_path: str | os.PathLike[str], out_dir: str | os.Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = bench_report(frame)
+    signals = signal.table_signal(frame)
+    sig = signal.signal_frame(signals)
+    _atomic(out / "bench_signal.csv", lambda p: sig.to_csv(p, index=False))
     effects = effects_frame([*rep.single, *rep.wld])
     _atomic(out / "bench_effects.csv", lambda p: effects.to_csv(p, index=False))
     fronts = front_frame(rep.front)
@@ -846,5 +872,5 @@ def build_bench_report(table_path: str | os.PathLike[str], out_dir: str | os.Pat
         _atomic(out / "bench_front.png", lambda p: plot_front(rep.front, p, title))
     else:  # no candidate to plot: a figure left by an earlier build would contradict bench.md
         (out / "bench_front.png").unlink(missing_ok=True)
-    text = bench_markdown(table_path, frame, shared, rep.candidates, rep.single, rep.wld, rep.front)
+    text = bench_markdown(table_path, frame, shared, rep.candidates, rep.single, rep.wld, rep.front, signals)
     return _write_text(out / "bench.md", text)

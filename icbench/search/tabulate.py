@@ -7,6 +7,11 @@ runs each once as an ordinary trial of the study: same storage, fingerprint, res
 study. The seeds are the space's `seed` parameter (or `training.seed` alone). Afterwards the table
 (`icbench.report.table`) is written from the storage: one row per (candidate, seed).
 
+A *pilot* (`--pilot N`) runs the rows of N placements drawn at random (the same N for every unit, the
+basic network always) before anyone pays for the whole table: its table carries the signal diagnostics
+(`report TABLE`) and the seconds per row. Its rows are rows of the full table, in the same storage, so
+a full run of the same study afterwards trains none of them again.
+
 Resume works as for `confirm`: a killed run leaves finished rows COMPLETE, the next run marks the
 interrupted ones FAIL and queues exactly the rows without a settling trial, so nothing is trained twice.
 """
@@ -14,6 +19,7 @@ interrupted ones FAIL and queues exactly the rows without a settling trial, so n
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +37,7 @@ from icbench.search.lock import study_lock
 from icbench.search.propose import Proposer
 from icbench.search.records import StudyRun
 from icbench.search.samplers.queue import queue_sampler
-from icbench.search.schema import FloatParam, LoadedStudy
+from icbench.search.schema import FloatParam, LoadedStudy, MaskParam
 from icbench.search.storage import make_storage, storage_url
 from icbench.search.study import load_study, open_study, write_report
 from icbench.search.trials import counts, mark_interrupted, queue_missing, settled_keys
@@ -102,6 +108,28 @@ def table_rows(loaded: LoadedStudy, proposer: Any, mask_len: int | None) -> list
     )  # stable: enumeration order within a seed
 
 
+def pilot_rows(loaded: LoadedStudy, rows: list[Row], n: int, seed: int = 0) -> list[Row]:
+    """The rows of `n` placements drawn at random (seeded) from the space's non-basic masks, kept for
+    every unit and seed, and the basic network's rows; `rows` unchanged when the space has no mask or
+    no more than `n` masks.
+
+    Raises:
+        ConfigError: `n` below 2 (a pilot compares placements).
+    """
+    if n < 2:
+        raise ConfigError(f"a pilot needs at least 2 placements to compare (got {n})", field="--pilot")
+    masks = [name for name, p in loaded.space.params.items() if isinstance(p, MaskParam)]
+
+    def bits(row: Row) -> tuple[tuple[str, Any], ...]:
+        return tuple(sorted((k, v) for k, v in row.params.items() if any(k.startswith(f"{m}_") for m in masks)))
+
+    placed = sorted({bits(r) for r in rows if any(v for _, v in bits(r))})
+    if not masks or len(placed) <= n:
+        return rows
+    chosen = set(random.Random(seed).sample(placed, n))
+    return [r for r in rows if bits(r) in chosen or not any(v for _, v in bits(r))]
+
+
 def _row_of(trial: Any) -> str | None:
     return trial.user_attrs.get(ROW_ATTR)
 
@@ -118,14 +146,18 @@ def tabulate(
     out: str | Path | None = None,
     report: bool = True,
     overrides: dict[str, Any] | None = None,
+    pilot: int | None = None,
+    pilot_seed: int = 0,
     echo: Callable[[str], None] = print,
 ) -> StudyRun:
     """Train every row of the study's finite space (resumable) and write its table.
 
     Args:
         path: the study file.
-        out: the table's Parquet file (default `tables/<study>.parquet`); its schema is written beside it.
+        out: the table's Parquet file (default `tables/<study>.parquet`, a pilot's
+            `tables/<study>.pilot.parquet`); its schema is written beside it.
         report: also build the study's ordinary report.
+        pilot: train only the rows of this many placements drawn at random (`pilot_rows`, `pilot_seed`).
 
     Raises:
         ConfigError: an infinite space, a test setting other than `all`, or any invalid input, before
@@ -138,10 +170,15 @@ def tabulate(
     check_data_present(loaded)
     check_environment(loaded)
     rows = table_rows(loaded, Proposer(loaded, checked), checked.mask_len)
+    if pilot is not None:
+        full = len(rows)
+        rows = pilot_rows(loaded, rows, pilot, pilot_seed)
+        echo(f"pilot: {len(rows)} of the table's {full} rows ({pilot} placements drawn with seed {pilot_seed})")
     c = loaded.config
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
-    table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}.parquet"
+    suffix = ".pilot.parquet" if pilot is not None else ".parquet"
+    table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}{suffix}"
     with cluster_connection(loaded), study_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)

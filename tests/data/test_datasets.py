@@ -79,6 +79,17 @@ def test_mnist5k_splits_are_fixed_stratified_and_normalised():
     assert torch.equal(again.val.y, splits.val.y)
 
 
+def test_mnist5k_validation_share_is_an_option():
+    """A larger validation split (the one every candidate is compared on) takes images from training;
+    the test split keeps its size; a share outside [0.05, 0.5] is refused before any loading."""
+    splits = load_dataset("mnist5k", val_fraction=0.3)
+    assert splits.sizes == (2750, 1500, 750) == splits.info.split_sizes
+    assert np.bincount(_labels(splits.val)).tolist() == [150] * 10
+    assert dataset_info("mnist5k", val_fraction=0.3).split_sizes == (2750, 1500, 750)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        dataset_info("mnist5k", val_fraction=0.9)
+
+
 def test_digits_native_and_upsampled():
     d = load_dataset("digits")
     assert d.info.image_size == 8 and sum(d.sizes) == 1797

@@ -15,7 +15,7 @@ from icbench.report.table import COLUMNS, read_table
 from icbench.search import load_study, run_study
 from icbench.search.checks import check_study
 from icbench.search.propose import Proposer
-from icbench.search.tabulate import table_rows, tabulate
+from icbench.search.tabulate import pilot_rows, table_rows, tabulate
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"), pytest.mark.timeout(600)]
 
@@ -105,3 +105,57 @@ def test_tabulate_writes_every_row_and_column_then_replays_and_resumes(
         row = rows.loc[(t.user_attrs["placement"], t.user_attrs["wld"], t.user_attrs["seed"])]
         assert t.values[0] == row["val_acc"]
     assert (tmp_path / "reports" / "r" / "pareto.md").exists()
+
+
+MASK_SPACE = """
+params:
+  unit: {type: categorical, choices: [conv, ic, se]}
+  sites: {type: mask, over: sites}
+  seed: {type: categorical, choices: [0, 1]}
+"""
+
+
+def test_a_pilot_draws_the_same_placements_for_every_unit_and_keeps_the_basic_network(tmp_path: Path) -> None:
+    loaded = load_study(write_study(tmp_path, EXPERIMENT.replace("budget:", "strategy: mask\nbudget:"),
+                                    MASK_SPACE, name="p"))  # fmt: skip
+    checked = check_study(loaded)
+    rows = table_rows(loaded, Proposer(loaded, checked), checked.mask_len)
+    assert len(rows) == (2 * (2**checked.mask_len - 1) + 1) * 2  # ic and se at every mask, basic, 2 seeds
+
+    def bits(r: object) -> tuple[bool, ...]:
+        return tuple(v for k, v in sorted(r.params.items()) if k.startswith("sites_"))  # type: ignore[attr-defined]
+
+    pilot = pilot_rows(loaded, rows, 3, seed=0)
+    assert len(pilot) == (2 * 3 + 1) * 2
+    by_unit = {u: {bits(r) for r in pilot if r.params["unit"] == u} for u in ("ic", "se")}
+    assert by_unit["ic"] == by_unit["se"] and len(by_unit["ic"]) == 3
+    assert sum(1 for r in pilot if not any(bits(r))) == 2  # the basic network, once per seed
+    assert [r.key for r in pilot_rows(loaded, rows, 3, seed=0)] == [r.key for r in pilot]
+    assert {bits(r) for r in pilot_rows(loaded, rows, 3, seed=1)} != {bits(r) for r in pilot}
+    assert pilot_rows(loaded, rows, 10_000) == rows
+    with pytest.raises(ConfigError, match="at least 2 placements"):
+        pilot_rows(loaded, rows, 1)
+
+
+def test_a_pilot_trains_its_rows_then_the_full_table_trains_only_the_rest(tmp_path: Path, ray_local: None) -> None:
+    """A pilot's rows are rows of the full table in the same storage: the full run does not repeat them,
+    and the pilot's table carries the signal diagnostics."""
+    from icbench.report import signal
+
+    space = MASK_SPACE.replace("[conv, ic, se]", "[conv, ic]").replace("over: sites", "over: blocks")
+    study = write_study(tmp_path, EXPERIMENT.replace("budget:", "strategy: mask\nbudget:"), space, name="p")
+    log: list[str] = []
+    run = tabulate(study, report=False, pilot=2, out=tmp_path / "p.pilot.parquet", echo=log.append)
+    assert run.stop_reason is None and run.n_complete == (2 + 1) * 2
+    assert any(line.startswith("pilot: 6 of the table's") for line in log)
+    pilot = pd.read_parquet(tmp_path / "p.pilot.parquet")
+    assert len(pilot) == 6 and pilot["wall_time_s"].gt(0).all()
+    strata = signal.table_signal(pilot)
+    assert [s.stratum for s in strata] == [{"unit": "ic", "wld": False}] and strata[0].n_candidates == 2
+    log.clear()
+    tabulate(study, report=False, out=tmp_path / "p.parquet", echo=log.append)
+    full = pd.read_parquet(tmp_path / "p.parquet")
+    n_masks = full["placement"].nunique() - 1
+    assert any(f"6 already settled, {len(full) - 6} to run" in line for line in log), log
+    assert n_masks == 7 and len(full) == (n_masks + 1) * 2  # every mask over ResNet-8's 3 blocks
+    assert set(pilot["trial"]) <= set(full["trial"])  # the pilot's trials are the table's rows
