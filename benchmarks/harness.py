@@ -555,11 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="icbench-harness-"))
-    from icbench.search.runner import _init_ray  # the runner's own start-up, timed on its own
+    from icbench.search.executors.ray_tune import init_ray  # the runner's own start-up, timed on its own
     from icbench.search.schema import load_study
 
     probe = load_study(write_study(folder, "probe", study_yaml(args, 0), SPACE))
-    init_s, _ = timed(lambda: _init_ray(probe))
+    init_s, _ = timed(lambda: init_ray(probe))
 
     results = []
     try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,6 @@ def run_design(name: str, n: int, pilot_seed: int, out: Path) -> Path:
     run = tabulate(STUDY, out=table, report=False, overrides=overrides(name), pilot=n, pilot_seed=pilot_seed)
     if run.stop_reason:
         raise SystemExit(f"{name}: {run.stop_reason}")
-    shutil.copy(table.with_suffix(".md"), out / f"{name}.md")
     return table
 
 

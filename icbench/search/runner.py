@@ -26,7 +26,6 @@ from icbench.search.checks import check_data_present, check_environment, check_s
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
-from icbench.search.executors.ray_tune import init_ray as _init_ray  # noqa: F401 - benchmarks/harness.py imports it here
 from icbench.search.lock import study_lock
 from icbench.search.records import StudyRun
 from icbench.search.samplers.grid import GridPoints

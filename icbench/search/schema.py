@@ -273,6 +273,21 @@ class ASHASection(_Strict):
     reduction_factor: int = Field(default=2, ge=2)
 
 
+class ReplayClock(_Strict):
+    """How a replay turns a table row's recorded times into this machine's wall time (calibrated from live
+    runs by benchmarks/live_replay.py; the defaults take the table's times as they are).
+
+    A trial's simulated time is `trial_overhead_s` + `setup_scale` x the row's set-up time (wall minus
+    training) + `epoch_scale` x each recorded epoch time; the first trial starts at `start_s` (the live
+    driver's start-up: Ray, the first worker).
+    """
+
+    start_s: float = Field(default=0.0, ge=0)
+    trial_overhead_s: float = Field(default=0.0, ge=0)
+    setup_scale: float = Field(default=1.0, gt=0)
+    epoch_scale: float = Field(default=1.0, gt=0)
+
+
 class ExecutionSection(_Strict):
     address: str | None = None
     storage_path: str | None = None
@@ -291,6 +306,13 @@ class ExecutionSection(_Strict):
     backend: str = "ray"
     #: The benchmark table a replay reads (`run_study.py tabulate` writes one); relative to the study file.
     table: str | None = None
+    #: Which table seed a replayed trial reads when the space has no `seed` parameter: `drawn` (one of the
+    #: table's seeds per trial, fixed by sampler seed and trial number: the seed noise a search meets) or
+    #: `study` (`training.seed` for every trial, as a live search trains them: the replay then predicts
+    #: that very search).
+    replay_seed: Literal["drawn", "study"] = "drawn"
+    #: The replay's simulated clock (`ReplayClock`).
+    replay_clock: ReplayClock = Field(default_factory=ReplayClock)
 
     @field_validator("scheduler")
     @classmethod

@@ -4,14 +4,18 @@ A replay is an ordinary study (same searcher, sampler, scheduler, storage, compl
 report) whose trials are not trained: each candidate's row is looked up in the table
 (`execution.table`, written by `run_study.py tabulate`) by its network (placement), WLD and seed.
 
-- Seed: the trial's own seed where the search space has a `seed` parameter; otherwise one of the table's
-  seeds drawn deterministically from (sampler seed, trial number), so a replay is reproducible and its
-  trials see the seed-to-seed noise a live search would.
-- Clock: `execution.max_concurrent` simulated workers. A trial starts when a worker is free; its epoch
-  `e` ends after the row's set-up time (wall time minus training time: data, build, teacher, test) plus
-  its first `e` recorded epoch times. Results reach the scheduler in simulated-time order; a trial the
-  scheduler stops is PRUNED at that epoch and frees its worker at that time. Driver-side overheads
-  (Ray start-up, scheduling) are not simulated.
+- Seed: the trial's own seed where the search space has a `seed` parameter. Otherwise, with
+  `execution.replay_seed: drawn` (the default), one of the table's seeds drawn deterministically from
+  (sampler seed, trial number), so a replay is reproducible and its trials see the seed-to-seed noise a
+  search meets; with `study`, the study's `training.seed` for every trial, as a live search trains them,
+  so the replay reproduces that very search's values.
+- Clock: `execution.max_concurrent` simulated workers. The first trial starts at `replay_clock.start_s`;
+  a trial starts when a worker is free; its epoch `e` ends after `trial_overhead_s` plus the row's set-up
+  time (wall time minus training time: data, build, teacher, test) times `setup_scale` plus its first `e`
+  recorded epoch times times `epoch_scale`. With the defaults (0, 0, 1, 1) the table's times are taken
+  as they are and driver-side overheads are not simulated; benchmarks/live_replay.py calibrates them
+  against live runs of this machine. Results reach the scheduler in simulated-time order; a trial the
+  scheduler stops is PRUNED at that epoch and frees its worker at that time.
 - Each trial records `sim_start_s` and `sim_end_s` (seconds from the replay's start), the table row it
   read (`replay_row`) and `executor: replay`; reports use the simulated times.
 
@@ -113,7 +117,7 @@ def check_replay(loaded: Any, checked: Any) -> None:
             _check_experiment(experiment_of(cand), table, source)
         placement = proposer.cost(cand)[1]
         wld = bool((cand.get("wld") or {}).get("enabled"))
-        seeds = [int(params["seed"])] if "seed" in params else table.seeds
+        seeds = [int(params["seed"])] if "seed" in params else _replay_seeds(loaded, table)
         for seed in seeds:
             row = table.row(placement, wld, seed)
             if row is None:
@@ -145,6 +149,13 @@ def _check_experiment(mine: dict[str, Any], table: Table, source: str) -> None:
             source=source,
             field="execution.table",
         )
+
+
+def _replay_seeds(loaded: Any, table: Table) -> list[int]:
+    """The table seeds a trial without a `seed` parameter may read."""
+    if loaded.config.execution.replay_seed == "study":
+        return [int(loaded.config.training.seed)]
+    return table.seeds
 
 
 def replay_seed(sampler_seed: int, trial_number: int, seeds: list[int]) -> int:
@@ -221,6 +232,8 @@ def execute_replay(
         executor="replay", known_costs=table.costs(),
     )  # fmt: skip
     has_seed = "seed" in loaded.space.params
+    seeds = _replay_seeds(loaded, table)
+    clock = loaded.config.execution.replay_clock
     workers = loaded.config.execution.max_concurrent
     events: list[_Event] = []
     running: dict[str, tuple[dict[str, Any], float, list[float]]] = {}  # id -> row, start, epoch ends
@@ -239,15 +252,15 @@ def execute_replay(
             trial = searcher.running[trial_id]
             attrs = trial.user_attrs
             seed = int(attrs["seed"]) if has_seed else replay_seed(
-                loaded.config.sampler.seed, trial.number, table.seeds
+                loaded.config.sampler.seed, trial.number, seeds
             )  # fmt: skip
             row = table.row(attrs["placement"], bool(attrs["wld"]), seed)
             if row is None:  # `check_replay` rules this out for the space; a guard, not a path
                 raise ConfigError(f"table {table.path} has no row {attrs['placement']} seed {seed}")
             setup = max(0.0, float(row["wall_time_s"]) - float(row["train_time_s"]))
-            ends, t = [], now + setup
+            ends, t = [], now + clock.trial_overhead_s + clock.setup_scale * setup
             for dt in list(row["epoch_time_s_curve"])[:epochs]:
-                t += float(dt)
+                t += clock.epoch_scale * float(dt)
                 ends.append(t)
             trial.set_user_attr("sim_start_s", now)
             trial.set_user_attr("replay_row", str(row["row"]))
@@ -256,7 +269,7 @@ def execute_replay(
             running[trial_id] = (row, now, ends)
             heapq.heappush(events, _Event(ends[0], order, trial_id, 1))
 
-    launch(0.0)
+    launch(clock.start_s)
     while events:
         ev = heapq.heappop(events)
         row, _, ends = running[ev.trial_id]
