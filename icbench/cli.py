@@ -9,6 +9,7 @@ icbench compare studies/a.yaml studies/b.yaml
 icbench confirm studies/quickstart.yaml --seeds 5   # front + basic networks x 5 fresh seeds
 icbench tabulate studies/icbench_resnet8_mnist5k.yaml  # every candidate x seed -> tables/*.parquet
 icbench run studies/icbench_replay.yaml                # a search replayed on that table, in seconds
+icbench estimate tables/icbench_v2.parquet --estimators params,val_acc_e1,synflow  # cheap estimators vs the table
 
 Bad input of any kind ends with one line on stderr and exit status 2; a run stopped early, 3.
 """
@@ -92,6 +93,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--pilot-seed", type=int, default=0, help="which placements a pilot draws")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--set", dest="arg", action="append", default=[], help="override KEY=VALUE (dotted key)")
+    p = sub.add_parser(
+        "estimate", help="score a table's candidates with cheap estimators and measure them against the table"
+    )
+    p.add_argument("table", help="a benchmark table (.parquet) from `tabulate`, with at least 2 seeds")
+    p.add_argument(
+        "--estimators", default=None,
+        help="comma-separated estimator names (default: every registered one); an unknown name lists the valid ones",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="repeats, one per table seed held out (default 3)")
+    p.add_argument("--out", default=None, help="report folder (default: reports/<table stem>/)")
     return parser
 
 
@@ -116,6 +127,7 @@ def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
         "compare": _compare,
         "confirm": lambda a: _confirm(a, kv),
         "tabulate": lambda a: _tabulate(a, kv),
+        "estimate": _estimate,
     }[args.command](args)
 
 
@@ -230,6 +242,18 @@ def _tabulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         pilot_seed=args.pilot_seed,
     )
     return 3 if run.stop_reason else 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    """Score a table's candidates with cheap estimators and write estimators.md beside its report."""
+    from icbench.estimators.run import DEFAULT, estimate
+
+    names = [n.strip() for n in args.estimators.split(",") if n.strip()] if args.estimators else list(DEFAULT)
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1 (got {args.repeats})", field="--repeats")
+    md = estimate(args.table, names, repeats=args.repeats, out_dir=args.out)
+    print(f"estimators written to {md}")
+    return 0
 
 
 def _confirm(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

@@ -1,0 +1,163 @@
+"""Measure estimators against a benchmark table (`run_study.py estimate TABLE`).
+
+Protocol, per repeat r (one per table seed, `--repeats` of them): every estimator scores every candidate
+with seed s_r (initialisation, warm-start batches, or the s_r rows of the table's curves); the *truth* of
+repeat r is each candidate's mean final validation accuracy over the table's other seeds, so an estimator
+never shares seed noise with its truth. Against it, over all candidates and within each stratum (unit x
+WLD: the candidates of one unit that differ only in placement):
+
+- Spearman ρ and Kendall τ-b of score and truth;
+- precision of the top 10 %: the share of the estimator's top 10 % (at least one) in the true top 10 %;
+- regret: the truth of the true best minus the truth of the estimator's top pick, in accuracy points;
+- cost: seconds to score every candidate (set-up + per candidate x candidates).
+
+Each figure is averaged over the repeats with its 95 % t interval. The estimator `final` (one seed's full
+training) is the noise ceiling in this protocol: no estimator scored by one seed does better except by
+chance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from icbench.errors import IcbenchError
+from icbench.estimators._base import ESTIMATORS, EstimateContext, Key, Scores, TableCandidate
+
+#: Share of candidates that counts as the top.
+TOP = 0.10
+#: Scope label of the measurement over every candidate.
+ALL = "all candidates"
+
+
+class EstimateError(IcbenchError):
+    """A table an estimate cannot measure against: no seeds to hold out, or no networks to build."""
+
+
+def table_candidates(frame: Any) -> list[TableCandidate]:
+    """The table's candidates (placement x WLD) with their complete rows by seed."""
+    ok = frame[(frame["status"] == "complete") & frame["val_acc"].notna()]
+    out = []
+    for (placement, wld), group in ok.groupby(["placement", "wld"], sort=True):
+        first = group.iloc[0]
+        out.append(TableCandidate(
+            placement=str(placement), wld=bool(wld), unit=str(first["unit"]), macs=float(first["macs"]),
+            params=float(first["params"]), n_unit_sites=int(first["n_unit_sites"]),
+            rows={int(r["seed"]): r for r in group.to_dict("records")},
+        ))  # fmt: skip
+    return out
+
+
+def check_table(frame: Any, shared: Mapping[str, Any], names: Sequence[str], path: str) -> tuple[int, ...]:
+    """The table's seeds, after refusing what an estimate cannot use (one line naming what is missing).
+
+    Raises:
+        EstimateError: fewer than two seeds (nothing to hold out), or no experiment to build networks
+            from when a proxy needs them.
+    """
+    seeds = tuple(sorted({int(s) for s in frame["seed"]})) if "seed" in frame else ()
+    if len(seeds) < 2:
+        raise EstimateError(
+            f"{path}: the table has {len(seeds)} seed(s); an estimate holds one seed out as the truth and "
+            "needs at least 2 (tabulate a space with a `seed` parameter)"
+        )
+    needs_net = [n for n in names if ESTIMATORS.get(n).kind == "proxy"]
+    exp = shared.get("experiment") or {}
+    lacking = [k for k in ("family", "dataset") if not exp.get(k)]
+    if needs_net and lacking:
+        raise EstimateError(
+            f"{path}: the table's metadata names no {' or '.join(lacking)}, so the networks of the "
+            f"candidates cannot be built for {', '.join(needs_net)}"
+        )
+    return seeds
+
+
+def truth(cands: Sequence[TableCandidate], held_out: int) -> dict[Key, float]:
+    """Each candidate's mean final validation accuracy over the seeds other than `held_out`."""
+    out = {}
+    for c in cands:
+        vals = [float(r["val_acc"]) for s, r in c.rows.items() if s != held_out]
+        if vals:
+            out[c.key] = float(np.mean(vals))
+    return out
+
+
+def measure(scores: Mapping[Key, float], true: Mapping[Key, float]) -> dict[str, float]:
+    """Spearman, Kendall τ-b, top-10 % precision and regret (points) of `scores` against `true`, over
+    the keys both hold with finite values. NaN where the scores are constant (they rank nothing)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    keys = [k for k in true if k in scores and math.isfinite(scores[k])]
+    nan = math.nan
+    if len(keys) < 2:
+        return {"spearman": nan, "kendall": nan, "top_precision": nan, "regret": nan, "n": len(keys)}
+    s = np.array([scores[k] for k in keys])
+    t = np.array([true[k] for k in keys])
+    ranked = np.ptp(s) > 0
+    top = max(1, int(round(TOP * len(keys))))
+    # ties in the scores are broken at random (fixed generator), so a constant score is no better than chance
+    jitter = np.random.default_rng(0).random(len(keys)) * 1e-12 * (np.abs(s).max() + 1)
+    pick = np.argsort(-(s + jitter), kind="stable")
+    true_top = set(np.argsort(-t, kind="stable")[:top])
+    return {
+        "spearman": float(spearmanr(s, t).statistic) if ranked else nan,
+        "kendall": float(kendalltau(s, t).statistic) if ranked else nan,
+        "top_precision": len(true_top & set(pick[:top])) / top,
+        "regret": 100.0 * float(t.max() - t[pick[0]]),
+        "n": len(keys),
+    }
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One estimator, one scope, one repeat."""
+
+    estimator: str
+    scope: str
+    repeat: int
+    seed: int
+    metrics: dict[str, float]
+    cost_s: float
+
+
+def evaluate(
+    frame: Any,
+    shared: Mapping[str, Any],
+    names: Sequence[str],
+    *,
+    repeats: int = 3,
+    path: str = "table",
+    echo: Any = None,
+) -> list[Measurement]:
+    """Every estimator of `names` on every repeat, measured over all candidates and within each stratum.
+
+    Raises:
+        EstimateError: see `check_table`. UnknownNameError: an estimator name (listing the valid ones).
+    """
+    for n in names:
+        ESTIMATORS.get(n)
+    seeds = check_table(frame, shared, names, path)
+    cands = table_candidates(frame)
+    ctx = EstimateContext(shared.get("experiment") or {}, seeds)
+    strata: dict[str, list[TableCandidate]] = {}
+    for c in cands:
+        if c.stratum != "basic":
+            strata.setdefault(c.stratum, []).append(c)
+    out: list[Measurement] = []
+    for r in range(min(repeats, len(seeds))):
+        held = ctx.seed(r)
+        true = truth(cands, held)
+        for name in names:
+            sc: Scores = ESTIMATORS.get(name)().score(cands, ctx, r)
+            out.append(Measurement(name, ALL, r, held, measure(sc.values, true), sc.cost_s()))
+            for label, members in sorted(strata.items()):
+                keys = {c.key for c in members}
+                sub = {k: v for k, v in true.items() if k in keys}
+                out.append(Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s()))
+            if echo:
+                echo(f"  repeat {r} (seed {held}): {name} in {sc.cost_s():.1f} s")
+    return out

@@ -1,0 +1,23 @@
+"""`params`: the candidate's parameter count (more predicts better); a baseline that costs nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from icbench.estimators._base import (
+    ESTIMATORS,
+    EstimateContext,
+    Estimator,
+    Scores,
+    TableCandidate,
+    timed_scores,
+)
+
+
+@ESTIMATORS.register("params")
+class ParamsEstimator(Estimator):
+    kind = "free"
+    describe = "the candidate's parameter count (more predicts better)"
+
+    def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:
+        return timed_scores(cands, lambda c: c.params)

@@ -1,0 +1,27 @@
+"""`snip`: connection sensitivity, the sum of |θ ⊙ ∂L/∂θ| over parameters on one batch (Lee et al. 2019,
+as a proxy in Abdelfattah et al. 2021), after the warm start (`_zero_cost`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from icbench.estimators._base import ESTIMATORS, EstimateContext, Estimator, Scores, TableCandidate
+from icbench.estimators._zero_cost import proxy_scores
+
+
+def snip(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    return float(sum((p.detach() * p.grad).abs().sum() for p in model.parameters() if p.grad is not None))
+
+
+@ESTIMATORS.register("snip")
+class Snip(Estimator):
+    kind = "proxy"
+    describe = "sum of |weight x gradient| on one batch, after a 20-step warm start"
+
+    def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:
+        return proxy_scores(cands, ctx, repeat, snip)

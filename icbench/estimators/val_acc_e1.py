@@ -1,0 +1,23 @@
+"""`val_acc_e1`: validation accuracy after the first epoch of the candidate's own training (one seed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from icbench.estimators._base import (
+    ESTIMATORS,
+    EstimateContext,
+    Estimator,
+    Scores,
+    TableCandidate,
+    curve_scores,
+)
+
+
+@ESTIMATORS.register("val_acc_e1")
+class ValAccEpoch1(Estimator):
+    kind = "training"
+    describe = "validation accuracy after 1 epoch of the candidate's training (the repeat's seed)"
+
+    def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:
+        return curve_scores(cands, ctx.seed(repeat), lambda row: float(row["val_acc_curve"][0]), epochs=1)
