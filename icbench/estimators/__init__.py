@@ -8,7 +8,7 @@ estimators.md, .csv and .png.
 
 from __future__ import annotations
 
-from icbench.estimators import (  # noqa: E402,F401,I001 - registration, in the order reports list them
+from icbench.estimators import (  # noqa: E402,F401,I001 - registration (reports list them in `run.DEFAULT` order)
     final,
     grad_norm,
     jacob_cov,
@@ -18,6 +18,7 @@ from icbench.estimators import (  # noqa: E402,F401,I001 - registration, in the 
     random,
     snip,
     sotl,
+    supernet,
     synflow,
     unit_sites,
     val_acc_e1,

@@ -11,7 +11,7 @@ from icbench.estimators.report import write_report
 
 #: Estimators `estimate` runs when none are named: the baselines, the curve proxies and the zero-cost ones.
 DEFAULT = ("random", "params", "macs", "unit_sites", "val_acc_e1", "val_acc_e2", "sotl", "final",
-           "grad_norm", "snip", "synflow", "nwot", "jacob_cov")  # fmt: skip
+           "grad_norm", "snip", "synflow", "nwot", "jacob_cov", "supernet")  # fmt: skip
 
 
 def estimate(

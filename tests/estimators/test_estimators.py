@@ -58,7 +58,10 @@ def test_an_estimator_that_reads_the_planted_ordering_gets_tau_one() -> None:
     for name in ("params", "val_acc_e1", "val_acc_e2", "sotl", "final"):
         for scope in (ALL, "ic, WLD off", "se, WLD off"):
             for m in res[(name, scope)]:
-                assert m["kendall"] == pytest.approx(1.0) and m["spearman"] == pytest.approx(1.0), (name, scope)
+                assert m["kendall"] == pytest.approx(1.0) and m["spearman"] == pytest.approx(1.0), (
+                    name,
+                    scope,
+                )
                 assert m["regret"] == pytest.approx(0.0) and m["top_precision"] == 1.0
 
 
@@ -81,7 +84,11 @@ def test_measure_by_hand() -> None:
     true = {("a", False): 0.9, ("b", False): 0.8, ("c", False): 0.7, ("d", False): 0.6}
     inverted = {k: -v for k, v in true.items()}
     m = measure(inverted, true)
-    assert m["kendall"] == pytest.approx(-1.0) and m["regret"] == pytest.approx(30.0) and m["top_precision"] == 0.0
+    assert (
+        m["kendall"] == pytest.approx(-1.0)
+        and m["regret"] == pytest.approx(30.0)
+        and m["top_precision"] == 0.0
+    )
 
 
 @pytest.mark.parametrize("name", ["grad_norm", "snip", "synflow", "nwot", "jacob_cov"])
@@ -144,3 +151,38 @@ def test_the_command_gives_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert main(["estimate", str(_table(tmp_path, one_seed[one_seed["seed"] == 0].copy()))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs at least 2" in err[0]
+
+
+def test_supernet_mask_switching_and_recalibration_leave_the_weights_unchanged() -> None:
+    import torch
+
+    from icbench.estimators.supernet import Supernet, score_candidate, train_supernet
+
+    cands = table_candidates(_rows(n_masks=3, units=("ic",)))
+    ctx = EstimateContext(EXPERIMENT, (0, 1, 2))
+    net = Supernet.build(cands, ctx, seed=0)
+    assert sorted(net.sites) == sorted({i for c in cands for i, b in enumerate(c.bits) if b == "1"})
+    train_supernet(net, ctx, seed=0)
+    before = {k: v.clone() for k, v in net.model.state_dict().items()}
+    a = score_candidate(net, cands[0].bits, ctx, seed=0)
+    score_candidate(net, cands[1].bits, ctx, seed=0)
+    after = net.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "shared weights and buffers restored"
+    assert score_candidate(net, cands[0].bits, ctx, seed=0) == a  # the same candidate scores alike
+    # a switched-off site runs its plain convolution: with every site off the units' parameters are unused
+    x = ctx.splits().val.x[:8]
+    with net.candidate("0" * 7) as model:
+        model.eval()
+        y0 = model(x)
+        for m in net.sites.values():
+            for p in m.unit_parameters():
+                p.data.add_(1.0)
+        assert torch.equal(y0, model(x))
+    assert all(torch.equal(before[k], v) for k, v in net.model.state_dict().items())
+
+
+def test_supernet_scores_every_candidate() -> None:
+    cands = table_candidates(_rows(n_masks=3, units=("ic", "se")))
+    sc = ESTIMATORS.get("supernet")().score(cands, EstimateContext(EXPERIMENT, (0, 1, 2)), 0)
+    assert set(sc.values) == {c.key for c in cands}
+    assert all(0.0 <= v <= 1.0 for v in sc.values.values()) and sc.setup_s > 0
