@@ -171,6 +171,14 @@ def summary_markdown(
     lines.append(f"Objectives: {objs}. Sampler: {sampler}, seed {attrs.get('seed', 'not recorded')}.")
     if attrs.get("max_macs") is not None:
         lines.append(f"MACs ceiling: {float(attrs['max_macs']):,.0f} MACs per image.")
+    seeded = attrs.get("seeded_by")
+    if isinstance(seeded, dict):
+        lines.append(
+            f"Seeded by the estimator `{seeded.get('estimator')}` (seed {seeded.get('seed')}): it scored "
+            f"{seeded.get('candidates_scored')} candidates in {float(seeded.get('seconds') or 0):.1f} s (part of "
+            f"the study's wall time) and its top {len(seeded.get('enqueued') or [])} were trained first "
+            "(trials with `proposed_by: estimator:...`)."
+        )
     planned = attrs.get("n_trials")
     finished = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
     if c["RUNNING"] or c["WAITING"] or (isinstance(planned, int) and finished < planned):

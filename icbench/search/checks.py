@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError, IcbenchError
+from icbench.estimators import ESTIMATORS
 from icbench.search import space as sp
 from icbench.search.executors.replay import check_replay
 from icbench.search.propose import Proposer
@@ -25,6 +26,8 @@ __all__ = ["N_PROBE", "Checked", "check_data_present", "check_environment", "che
 
 #: How many random points of the space are built and costed to validate it (and for the dry run's range).
 N_PROBE = 8
+#: Most points of a space `seed_with` scores (each is a network to build and score).
+MAX_SEED_POINTS = 5000
 
 
 def _registries() -> dict[str, tuple[str, Any]]:
@@ -43,6 +46,35 @@ def _valid_targets() -> tuple[set[str], set[str], set[str]]:
     top = {f.name for f in dataclasses.fields(CandidateConfig)}
     wld = {f.name for f in dataclasses.fields(WLDConfig)}
     return top, wld, {"strategy_args", "family_kwargs", "dataset_kwargs"}
+
+
+def _check_seed_with(loaded: LoadedStudy, mask_len: int | None) -> None:
+    """`seed_with` names an estimator that needs no table, over a finite space."""
+    sw = loaded.config.seed_with
+    if sw is None:
+        return
+    usable = [n for n in ESTIMATORS if ESTIMATORS.get(n).kind != "training"]
+    if sw.estimator not in usable:
+        why = " (it reads a benchmark table's curves)" if sw.estimator in ESTIMATORS else ""
+        raise ConfigError(
+            f"estimator {sw.estimator!r} cannot seed a live search{why}; valid: {', '.join(usable)}",
+            source=str(loaded.study_path), field="seed_with.estimator",
+        )  # fmt: skip
+    for name, p in loaded.space.params.items():
+        if isinstance(p, FloatParam) and p.step is None:
+            raise ConfigError(
+                "seed_with scores every candidate of the space: give this float parameter a `step` (or make "
+                "it categorical)", source=str(loaded.space_path), field=f"params.{name}",
+            )  # fmt: skip
+    try:
+        n = len(sp.enumerate_points(loaded.space, mask_len))
+    except ValueError as e:
+        raise ConfigError(f"seed_with: {e}", source=str(loaded.space_path)) from None
+    if n > MAX_SEED_POINTS:
+        raise ConfigError(
+            f"seed_with would score {n} points of the space (limit {MAX_SEED_POINTS}): narrow the space",
+            source=str(loaded.space_path),
+        )
 
 
 def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
@@ -153,6 +185,7 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
     except IcbenchError as e:
         raise ConfigError(str(e), source=study_file, field="family") from None
     checked = Checked(mask_len=mask_len)
+    _check_seed_with(loaded, mask_len)
     _probe(loaded, checked, n_probe)
     if c.execution.backend == "replay":
         check_replay(loaded, checked)

@@ -10,6 +10,7 @@ This module is the orchestrator only; each step is done by the module that owns 
 - `samplers/grid.py`: in a grid study the points of interrupted trials are queued again, so every point is
   still evaluated.
 - `executors/`: who runs the trials (Ray Tune, started by `executors/ray_tune.py`, or a table replay).
+- `seeding.py`: `seed_with`, a cheap estimator's top candidates enqueued before the search.
 - `evaluation.py`: the test split for the chosen trials, after the search.
 
 Running the same study file again resumes it: COMPLETE and PRUNED trials count toward `n_trials`.
@@ -29,6 +30,7 @@ from icbench.search.executors.ray_tune import cluster_connection
 from icbench.search.lock import study_lock
 from icbench.search.records import StudyRun
 from icbench.search.samplers.grid import GridPoints
+from icbench.search.seeding import seed_study
 from icbench.search.space import target_trials
 from icbench.search.storage import make_storage, storage_url
 from icbench.search.study import load_study, open_study, write_report
@@ -70,6 +72,7 @@ def run_study(
                 f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)"
                 f"{queued}"
             )
+        seed_study(loaded, checked, study, echo)  # `seed_with`: once, before the first trial
         target = target_trials(loaded)
         before = counts(study)
         remaining = target - before["complete"] - before["pruned"]

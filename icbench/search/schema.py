@@ -288,6 +288,18 @@ class ReplayClock(_Strict):
     epoch_scale: float = Field(default=1.0, gt=0)
 
 
+class SeedWithSection(_Strict):
+    """Before the search, score every candidate of the (finite) space with a cheap estimator
+    (`icbench.estimators`, one that needs no table: `free` or `proxy`) and enqueue its `top` candidates;
+    recorded in storage (`seeded_by`, trials `proposed_by: estimator:<name>`) and in the report, its
+    seconds part of the study's wall time."""
+
+    estimator: str
+    top: int = Field(default=8, ge=1)
+    #: The estimator's seed (initialisation, warm-start batches, supernet masks).
+    seed: int = 0
+
+
 class ExecutionSection(_Strict):
     address: str | None = None
     storage_path: str | None = None
@@ -381,6 +393,8 @@ class StudyConfig(_Strict):
     #: Parameter sets tried first (Optuna's enqueue_trial), e.g. the basic network as a reference point;
     #: parameters not given are sampled.
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    #: A cheap estimator's top candidates enqueued before the search (`SeedWithSection`).
+    seed_with: SeedWithSection | None = None
     #: Optuna storage: None (SQLite at runs/<name>/study.db), a database URL, or `journal:<path>`.
     storage: str | None = None
     runs_dir: str = "runs"
