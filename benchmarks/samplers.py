@@ -17,6 +17,13 @@ PNG.
     python benchmarks/samplers.py                      # the shipped table, 20 seeds (docs/icbench.md figures)
     python benchmarks/samplers.py --ceiling 0.5        # + proposals under a MACs ceiling (half the space)
     python benchmarks/samplers.py --smoke --study S --table T   # CI: 2 seeds, few trials
+    python benchmarks/samplers.py --estimators params,supernet --top 10   # + searches seeded by estimators
+
+With `--estimators`, each named estimator (`icbench.estimators`) scores the table's candidates once (table
+seed of repeat 0), and two configurations are added per estimator: `<name> top-K` trains only its top K
+candidates, `<name>+tpe+mo_asha` is TPE + MO-ASHA with those K enqueued first. Either starts on the
+simulated clock after the estimator's cost (its measured seconds; for estimators read from the table's
+curves, the recorded seconds of the epochs they read).
 """
 
 from __future__ import annotations
@@ -81,10 +88,14 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     if task.get("max_macs"):
         overrides["constraints.max_macs"] = task["max_macs"]
+    if task.get("start_s"):
+        overrides["execution.replay_clock"] = {"start_s": task["start_s"]}
     loaded = load_study(task["study"], overrides)
     key = json.dumps({k: v for k, v in overrides.items() if k != "sampler.seed"}, sort_keys=True)
     checked = _CHECKED.get(key) or _CHECKED.setdefault(key, check_study(loaded, n_probe=1))
     study = open_study(loaded, "memory", storage=optuna.storages.InMemoryStorage())
+    for params in task.get("seed_params", []):
+        study.enqueue_trial(params, user_attrs={"proposed_by": f"estimator:{task['estimator']}"})
     t0 = time.perf_counter()
     EXECUTORS.get("replay")(loaded, checked, study, loaded.config.n_trials, None)
     wall = time.perf_counter() - t0
@@ -129,6 +140,30 @@ def curves(
         for t in grid_t
     ]
     return {"by_trial": by_trial, "by_time": by_time, "end": ends[-1] if ends else math.nan}
+
+
+def estimator_seeds(study: str, table: str, names: list[str], top: int) -> dict[str, tuple[list[dict], float]]:
+    """estimator -> (the trial parameters of its top `top` candidates, its cost in seconds)."""
+    from icbench.estimators import ESTIMATORS, EstimateContext
+    from icbench.estimators.evaluate import table_candidates
+    from icbench.report.table import read_table
+    from icbench.search.checks import check_study
+    from icbench.search.schema import load_study
+    from icbench.search.seeding import space_candidates
+
+    loaded = load_study(study, {"execution.table": table})
+    points, _ = space_candidates(loaded, check_study(loaded, n_probe=1))
+    frame, shared = read_table(table)
+    cands = table_candidates(frame)
+    ctx = EstimateContext(shared.get("experiment") or {}, tuple(sorted({int(s) for s in frame["seed"]})))
+    out = {}
+    for name in names:
+        sc = ESTIMATORS.get(name)().score(cands, ctx, 0)
+        ranked = sorted((k for k in points if math.isfinite(sc.values.get(k, math.nan))),
+                        key=lambda k: (-sc.values[k], json.dumps(k)))  # fmt: skip
+        out[name] = ([points[k][0] for k in ranked[:top]], sc.cost_s())
+        print(f"  estimator {name}: {len(ranked)} candidates scored in {sc.cost_s():.1f} s", file=sys.stderr)
+    return out
 
 
 def seed_values(table: Any) -> dict[tuple[str, bool], dict[int, float]]:
@@ -190,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "samplers"))
     p.add_argument("--smoke", action="store_true", help="2 seeds, 12 trials: that it runs")
+    p.add_argument("--estimators", default="", help="comma-separated estimators whose top candidates seed searches")
+    p.add_argument("--top", type=int, default=10, help="how many of an estimator's candidates are trained or enqueued")
     args = p.parse_args(argv)
     if args.smoke:
         args.seeds, args.trials = 2, 12
@@ -216,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         {**base, "config": c, "sampler": configs[c][0], "scheduler": configs[c][1], "informed": configs[c][2], "seed": s}
         for c in names for s in range(args.seeds)
     ]  # fmt: skip
+    est_names = [n.strip() for n in args.estimators.split(",") if n.strip()]
+    for name, (params, cost) in estimator_seeds(args.study, args.table, est_names, args.top).items():
+        seeded = {**base, "estimator": name, "seed_params": params, "start_s": cost, "informed": True}
+        tasks += [{**seeded, "config": f"{name} top-{args.top}", "sampler": "random", "scheduler": "fifo",
+                   "trials": len(params), "seed": s} for s in range(args.seeds)]  # fmt: skip
+        tasks += [{**seeded, "config": f"{name}+tpe+mo_asha", "sampler": "tpe", "scheduler": "mo_asha", "seed": s}
+                  for s in range(args.seeds)]  # fmt: skip
     max_macs = None
     if args.ceiling is not None:
         macs = np.array([m for _, m in truth.values()])
@@ -232,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     fifo_ends = [
         max((t["end"] or 0) for t in r["trials"])
         for r in runs
-        if r["scheduler"] == "fifo" and "max_macs" not in r
+        if r["scheduler"] == "fifo" and "max_macs" not in r and "estimator" not in r
     ]
     horizon = float(np.median(fifo_ends)) if fifo_ends else 1.0
     grid_t = np.linspace(0, horizon, 41)
@@ -263,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"config": r["config"], "seed": r["seed"], "axis": "sim_time_s", "x": float(x), "regret": v}
             )
 
+    ref_name = "tpe+mo_asha" if "tpe+mo_asha" in by_config else "tpe"
     checkpoints_t = [0.25, 0.5, 1.0]
     checkpoints_n = [n for n in (10, 25, 50, 100) if n <= args.trials] or [args.trials]
     lines = [
@@ -276,13 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         "other seeds, its front at those means (`icbench confirm`)",
         "",
         "| config | " + " | ".join(f"t={f:g}H" for f in checkpoints_t) + " | " + " | ".join(f"n={n}" for n in checkpoints_n)
-        + " | claimed (one seed) | confirmed (fresh seeds) | time to mean final regret of tpe"
+        + f" | claimed (one seed) | confirmed (fresh seeds) | time to mean final regret of {ref_name}"
         " | true-front stopped | proposals/trained |",
         "|---|" + "---|" * (len(checkpoints_t) + len(checkpoints_n) + 5),
     ]  # fmt: skip
     ref_final = None
-    if "tpe" in by_config:
-        ref_final = float(np.mean([rec["by_trial"][-1] for rec in by_config["tpe"]]))
+    if ref_name in by_config:
+        ref_final = float(np.mean([rec["by_trial"][-1] for rec in by_config[ref_name]]))
     for config, recs in by_config.items():
         cells = []
         for f in checkpoints_t:

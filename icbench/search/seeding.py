@@ -27,18 +27,14 @@ from icbench.search.schema import LoadedStudy
 SEEDED_ATTR = "seeded_by"
 
 
-def seed_study(loaded: LoadedStudy, checked: Checked, study: Any, echo: Callable[[str], None]) -> dict | None:
-    """Score the space with `seed_with.estimator` and enqueue its top candidates, once per study.
-
-    Returns the record stored as `seeded_by`, or None when the study has no `seed_with` or was seeded
-    before.
-    """
+def space_candidates(
+    loaded: LoadedStudy, checked: Checked
+) -> tuple[dict[tuple[str, bool], tuple[dict[str, Any], TableCandidate]], dict[str, Any]]:
+    """Every distinct candidate of a finite space: (placement, WLD) -> (the trial parameters that build
+    it, the candidate as an estimator sees it), and the experiment they share (`experiment_of`). A
+    `seed` parameter is left out (the search's own seed trains them)."""
     import optuna
 
-    sw = loaded.config.seed_with
-    if sw is None or SEEDED_ATTR in study.user_attrs:
-        return None
-    t0 = time.perf_counter()
     proposer = Proposer(loaded, checked)
     points: dict[tuple[str, bool], tuple[dict[str, Any], TableCandidate]] = {}
     experiment: dict[str, Any] = {}
@@ -54,6 +50,20 @@ def seed_study(loaded: LoadedStudy, checked: Checked, study: Any, echo: Callable
         n_sites = placement.split(":", 1)[1].count("1") if ":" in placement else 0
         points[(placement, wld)] = (params, TableCandidate(placement, wld, unit, float(cost["macs"]),
                                                            float(cost["params"]), n_sites, {}))  # fmt: skip
+    return points, experiment
+
+
+def seed_study(loaded: LoadedStudy, checked: Checked, study: Any, echo: Callable[[str], None]) -> dict | None:
+    """Score the space with `seed_with.estimator` and enqueue its top candidates, once per study.
+
+    Returns the record stored as `seeded_by`, or None when the study has no `seed_with` or was seeded
+    before.
+    """
+    sw = loaded.config.seed_with
+    if sw is None or SEEDED_ATTR in study.user_attrs:
+        return None
+    t0 = time.perf_counter()
+    points, experiment = space_candidates(loaded, checked)
     ctx = EstimateContext(experiment, (int(sw.seed),))
     scores = ESTIMATORS.get(sw.estimator)().score([c for _, c in points.values()], ctx, 0)
     ranked = sorted(

@@ -40,12 +40,12 @@ def test_samplers_benchmark_smoke(tmp_path: Path, capsys) -> None:
     )
     rc = samplers.main(
         ["--smoke", "--study", str(study), "--table", str(table), "--configs", "random,tpe+mo_asha",
-         "--workers", "1", "--out", str(tmp_path / "out")]
+         "--workers", "1", "--out", str(tmp_path / "out"), "--estimators", "params", "--top", "3"]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0
     assert "| random |" in out and "| tpe+mo_asha |" in out
-    assert "2 seeds x 2 configurations" in out
+    assert "2 seeds x 4 configurations" in out and "| params top-3 |" in out and "| params+tpe+mo_asha |" in out
     assert "| claimed (one seed) | confirmed (fresh seeds) |" in out
 
 
