@@ -35,6 +35,9 @@ MAY_CHANGE: dict[str, str] = {
     "name": "the study's identity: it is how the stored study is found",
     "description": "free text",
     "n_trials": "how many trials to run, not what one measures",
+    "seed_with.estimator": "which candidates are trained first (once, before the first trial), not what a trial measures",
+    "seed_with.top": "which candidates are trained first (once, before the first trial), not what a trial measures",
+    "seed_with.seed": "which candidates are trained first (once, before the first trial), not what a trial measures",
     "confirm_seeds": "how many seeds a later confirmation gives each candidate, not what a trial measures",
     "storage": "where the study is stored",
     "runs_dir": "where run folders are written",
@@ -52,7 +55,7 @@ MAY_CHANGE: dict[str, str] = {
 }
 #: Shown in the refusal: what may change, in words.
 MAY_CHANGE_SUMMARY = (
-    "n_trials, confirm_seeds, description, storage, runs_dir, reports_dir and the execution resources, "
+    "n_trials, confirm_seeds, seed_with, description, storage, runs_dir, reports_dir and the execution resources, "
     "concurrency and "
     "failure caps"
 )
