@@ -149,7 +149,7 @@ def estimator_seeds(study: str, table: str, names: list[str], top: int) -> dict[
     from icbench.report.table import read_table
     from icbench.search.checks import check_study
     from icbench.search.schema import load_study
-    from icbench.search.seeding import space_candidates
+    from icbench.search.seeding import ranked_keys, space_candidates
 
     loaded = load_study(study, {"execution.table": table})
     points, _ = space_candidates(loaded, check_study(loaded, n_probe=1))
@@ -159,8 +159,7 @@ def estimator_seeds(study: str, table: str, names: list[str], top: int) -> dict[
     out = {}
     for name in names:
         sc = ESTIMATORS.get(name)().score(cands, ctx, 0)
-        ranked = sorted((k for k in points if math.isfinite(sc.values.get(k, math.nan))),
-                        key=lambda k: (-sc.values[k], json.dumps(k)))  # fmt: skip
+        ranked = ranked_keys(points, sc.values)
         out[name] = ([points[k][0] for k in ranked[:top]], sc.cost_s())
         print(f"  estimator {name}: {len(ranked)} candidates scored in {sc.cost_s():.1f} s", file=sys.stderr)
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from icbench.estimators import ESTIMATORS, EstimateContext, TableCandidate
@@ -53,6 +53,12 @@ def space_candidates(
     return points, experiment
 
 
+def ranked_keys(points: Mapping[tuple[str, bool], Any], scores: Mapping[tuple[str, bool], float]) -> list:
+    """The candidates of `points` with a finite score, best first (ties in a fixed order)."""
+    finite = (k for k in points if math.isfinite(scores.get(k, math.nan)))
+    return sorted(finite, key=lambda k: (-scores[k], json.dumps(k)))
+
+
 def seed_study(loaded: LoadedStudy, checked: Checked, study: Any, echo: Callable[[str], None]) -> dict | None:
     """Score the space with `seed_with.estimator` and enqueue its top candidates, once per study.
 
@@ -66,11 +72,7 @@ def seed_study(loaded: LoadedStudy, checked: Checked, study: Any, echo: Callable
     points, experiment = space_candidates(loaded, checked)
     ctx = EstimateContext(experiment, (int(sw.seed),))
     scores = ESTIMATORS.get(sw.estimator)().score([c for _, c in points.values()], ctx, 0)
-    ranked = sorted(
-        (k for k in points if math.isfinite(scores.values.get(k, math.nan))),
-        key=lambda k: (-scores.values[k], json.dumps(k)),
-    )
-    chosen = ranked[: sw.top]
+    chosen = ranked_keys(points, scores.values)[: sw.top]
     for key in chosen:
         study.enqueue_trial(points[key][0], user_attrs={"proposed_by": f"estimator:{sw.estimator}"},
                             skip_if_exists=True)  # fmt: skip
