@@ -102,6 +102,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="comma-separated estimator names (default: every registered one); an unknown name lists the valid ones",
     )
     p.add_argument("--repeats", type=int, default=3, help="repeats, one per table seed held out (default 3)")
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="processes scoring at once, one torch thread each, as a table's rows are trained (default 1)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="report folder (default: reports/<table stem>/)")
     return parser
 
@@ -251,7 +255,9 @@ def _estimate(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.estimators.split(",") if n.strip()] if args.estimators else list(DEFAULT)
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1 (got {args.repeats})", field="--repeats")
-    md = estimate(args.table, names, repeats=args.repeats, out_dir=args.out)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {args.workers})", field="--workers")
+    md = estimate(args.table, names, repeats=args.repeats, out_dir=args.out, workers=args.workers)
     print(f"estimators written to {md}")
     return 0
 

@@ -100,6 +100,9 @@ class Estimator(ABC):
     kind: ClassVar[str] = "free"
     #: One line for the report: what the score is.
     describe: ClassVar[str] = ""
+    #: Estimators with the same non-empty `shares` reuse one another's work within a repeat (the
+    #: zero-cost proxies share their warm starts), so `evaluate(workers=N)` runs them in one process.
+    shares: ClassVar[str] = ""
 
     @abstractmethod
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores: ...

@@ -124,6 +124,32 @@ class Measurement:
     cost_s: float
 
 
+def _jobs(names: Sequence[str], repeats: int) -> list[tuple[int, tuple[str, ...]]]:
+    """(repeat, estimators) units of work: estimators sharing state (`Estimator.shares`) together, the
+    cheap ones (`free`, `training`) together, every other proxy alone; the longest first."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        cls = ESTIMATORS.get(n)
+        key = cls.shares or ("cheap" if cls.kind in ("free", "training") else f"own:{n}")
+        groups.setdefault(key, []).append(n)
+    order = sorted(groups.items(), key=lambda kv: kv[0] == "cheap")
+    return [(r, tuple(g)) for _, g in order for r in range(repeats)]
+
+
+def _score_job(
+    job: tuple[int, tuple[str, ...]], cands: Sequence[TableCandidate], experiment: Mapping[str, Any],
+    seeds: tuple[int, ...], threads: int | None,
+) -> list[tuple[str, int, Scores]]:  # fmt: skip
+    """Score one job's estimators on one repeat (in a worker process: one context of its own)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    repeat, names = job
+    ctx = EstimateContext(experiment, seeds)
+    return [(n, repeat, ESTIMATORS.get(n)().score(cands, ctx, repeat)) for n in names]
+
+
 def evaluate(
     frame: Any,
     shared: Mapping[str, Any],
@@ -132,8 +158,14 @@ def evaluate(
     repeats: int = 3,
     path: str = "table",
     echo: Any = None,
+    workers: int = 1,
 ) -> list[Measurement]:
     """Every estimator of `names` on every repeat, measured over all candidates and within each stratum.
+
+    With `workers` > 1 the (repeat, estimator group) jobs run in that many processes with one torch
+    thread each, as a table's rows are trained (one thread per trial, two at a time): the costs are then
+    those of one core. The scores are those of a serial run with one torch thread (a network
+    trained on more threads sums its floats in another order and ends slightly elsewhere).
 
     Raises:
         EstimateError: see `check_table`. UnknownNameError: an estimator name (listing the valid ones).
@@ -142,22 +174,42 @@ def evaluate(
         ESTIMATORS.get(n)
     seeds = check_table(frame, shared, names, path)
     cands = table_candidates(frame)
-    ctx = EstimateContext(shared.get("experiment") or {}, seeds)
+    experiment = shared.get("experiment") or {}
+    n_rep = min(repeats, len(seeds))
+    jobs = _jobs(names, n_rep)
+    scored: dict[tuple[str, int], Scores] = {}
+    if workers > 1:
+        import functools
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        work = functools.partial(_score_job, cands=cands, experiment=experiment, seeds=seeds, threads=1)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            for fut in as_completed([pool.submit(work, j) for j in jobs]):
+                for name, r, sc in fut.result():
+                    scored[(name, r)] = sc
+                    if echo:
+                        echo(f"  repeat {r} (seed {seeds[r % len(seeds)]}): {name} in {sc.cost_s():.1f} s")
+    else:
+        ctx = EstimateContext(experiment, seeds)
+        for r, group in sorted(jobs):
+            for name in group:
+                scored[(name, r)] = sc = ESTIMATORS.get(name)().score(cands, ctx, r)
+                if echo:
+                    echo(f"  repeat {r} (seed {ctx.seed(r)}): {name} in {sc.cost_s():.1f} s")
     strata: dict[str, list[TableCandidate]] = {}
     for c in cands:
         if c.stratum != "basic":
             strata.setdefault(c.stratum, []).append(c)
     out: list[Measurement] = []
-    for r in range(min(repeats, len(seeds))):
-        held = ctx.seed(r)
+    for r in range(n_rep):
+        held = seeds[r % len(seeds)]
         true = truth(cands, held)
         for name in names:
-            sc: Scores = ESTIMATORS.get(name)().score(cands, ctx, r)
+            sc = scored[(name, r)]
             out.append(Measurement(name, ALL, r, held, measure(sc.values, true), sc.cost_s()))
             for label, members in sorted(strata.items()):
                 keys = {c.key for c in members}
                 sub = {k: v for k, v in true.items() if k in keys}
                 out.append(Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s()))
-            if echo:
-                echo(f"  repeat {r} (seed {held}): {name} in {sc.cost_s():.1f} s")
     return out

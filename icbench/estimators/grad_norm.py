@@ -21,6 +21,7 @@ def grad_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @ESTIMATORS.register("grad_norm")
 class GradNorm(Estimator):
     kind = "proxy"
+    shares = "warm_start"
     describe = "sum of the parameters' gradient norms on one batch, after a 20-step warm start"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

@@ -29,6 +29,7 @@ def jacob_cov(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @ESTIMATORS.register("jacob_cov")
 class JacobCov(Estimator):
     kind = "proxy"
+    shares = "warm_start"
     describe = "correlation spectrum of the batch's input Jacobians, after a 20-step warm start"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

@@ -34,6 +34,7 @@ def nwot(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @ESTIMATORS.register("nwot")
 class Nwot(Estimator):
     kind = "proxy"
+    shares = "warm_start"
     describe = "log |det| of the batch's ReLU-code agreement matrix, after a 20-step warm start"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

@@ -21,9 +21,11 @@ def estimate(
     repeats: int = 3,
     out_dir: str | os.PathLike[str] | None = None,
     echo: Callable[[str], None] = print,
+    workers: int = 1,
 ) -> Path:
     """Measure `names` against the table and write estimators.md/.csv/.png (default folder
-    `reports/<table stem>/`); returns the path of estimators.md.
+    `reports/<table stem>/`); returns the path of estimators.md. `workers` > 1: that many processes,
+    one torch thread each (`evaluate`).
 
     Raises:
         IcbenchError: an unreadable table, one without two seeds or (for proxies) without the
@@ -36,7 +38,7 @@ def estimate(
     path = Path(table)
     frame, shared = read_table(path)
     seeds = check_table(frame, shared, names, str(path))
-    ms = evaluate(frame, shared, names, repeats=repeats, path=str(path), echo=echo)
+    ms = evaluate(frame, shared, names, repeats=repeats, path=str(path), echo=echo, workers=workers)
     ceilings = {}
     for s in signal.table_signal(frame):
         label = (
@@ -46,5 +48,6 @@ def estimate(
         )
         ceilings[label] = s.ceiling
     out = Path(out_dir) if out_dir else Path("reports") / path.stem
+    threads = f"{workers} processes of one torch thread each" if workers > 1 else "one process"
     return write_report(ms, out, table_path=str(path), ceilings=ceilings, seeds=seeds,
-                        machine=f"{cpu_model()}, {os.cpu_count()} CPUs")  # fmt: skip
+                        machine=f"{cpu_model()}, {os.cpu_count()} CPUs ({threads})")  # fmt: skip

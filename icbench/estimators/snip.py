@@ -21,6 +21,7 @@ def snip(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @ESTIMATORS.register("snip")
 class Snip(Estimator):
     kind = "proxy"
+    shares = "warm_start"
     describe = "sum of |weight x gradient| on one batch, after a 20-step warm start"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

@@ -169,13 +169,18 @@ class SupernetEstimator(Estimator):
         for unit, members in sorted(by_unit.items()):
             nets[unit] = Supernet.build(members, ctx, seed)
             setup += train_supernet(nets[unit], ctx, seed)
+        by_placement: dict[str, float] = {}  # WLD is not simulated: a placement's twin is not scored again
         for c in cands:
             t0 = time.perf_counter()
+            if c.placement in by_placement:
+                values[c.key] = by_placement[c.placement]
+                continue
             if "1" in c.bits:
                 values[c.key] = score_candidate(nets[c.unit], c.bits, ctx, seed)
             elif nets:  # the basic network: every site off, in the first unit's supernet
                 values[c.key] = score_candidate(next(iter(nets.values())), "0" * len(c.bits), ctx, seed)
             else:
                 values[c.key] = float("nan")
+            by_placement[c.placement] = values[c.key]
             spent += time.perf_counter() - t0
         return Scores(values, setup, spent / max(1, len(cands)))

@@ -29,6 +29,7 @@ def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @ESTIMATORS.register("synflow")
 class Synflow(Estimator):
     kind = "proxy"
+    shares = "warm_start"
     describe = (
         "log synaptic flow of the absolute-valued network on an all-ones input, after a 20-step warm start"
     )

@@ -186,3 +186,34 @@ def test_supernet_scores_every_candidate() -> None:
     sc = ESTIMATORS.get("supernet")().score(cands, EstimateContext(EXPERIMENT, (0, 1, 2)), 0)
     assert set(sc.values) == {c.key for c in cands}
     assert all(0.0 <= v <= 1.0 for v in sc.values.values()) and sc.setup_s > 0
+
+
+def test_workers_change_no_score_and_wld_twins_are_scored_once() -> None:
+    """`evaluate(workers=2)` (processes of one thread each) measures what the serial run measures; a
+    proxy gives a placement's WLD twin the same score."""
+    base = _rows(n_masks=3)
+    frame = pd.concat([base, base.assign(wld=True)], ignore_index=True)
+    names = ["random", "params", "final", "grad_norm", "supernet"]
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' threads: float sums, and so the trained networks, depend on them
+    try:
+        serial = evaluate(frame, {"experiment": EXPERIMENT}, names, repeats=2)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = evaluate(frame, {"experiment": EXPERIMENT}, names, repeats=2, workers=2)
+    assert [(m.estimator, m.scope, m.repeat) for m in serial] == [
+        (m.estimator, m.scope, m.repeat) for m in parallel
+    ]
+    for a, b in zip(serial, parallel, strict=True):
+        for k, v in a.metrics.items():
+            assert (math.isnan(v) and math.isnan(b.metrics[k])) or v == pytest.approx(
+                b.metrics[k], abs=1e-9
+            ), (a, k)
+    cands = table_candidates(frame)
+    ctx = EstimateContext(EXPERIMENT, tuple(SEEDS))
+    for name in ("grad_norm", "supernet"):
+        values = ESTIMATORS.get(name)().score(cands, ctx, 0).values
+        for c in cands:
+            assert values[(c.placement, True)] == values[(c.placement, False)], name
