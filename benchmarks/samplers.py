@@ -320,13 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         "other seeds, its front at those means (`icbench confirm`)",
         "",
         "| config | " + " | ".join(f"t={f:g}H" for f in checkpoints_t) + " | " + " | ".join(f"n={n}" for n in checkpoints_n)
-        + f" | claimed (one seed) | confirmed (fresh seeds) | time to mean final regret of {ref_name}"
+        + f" | claimed (one seed) | confirmed (fresh seeds) | time to mean final regret of {ref_name} (H; share of its median end)"
         " | true-front stopped | proposals/trained |",
         "|---|" + "---|" * (len(checkpoints_t) + len(checkpoints_n) + 5),
     ]  # fmt: skip
-    ref_final = None
+    ref_final, ref_end = None, math.nan
     if ref_name in by_config:
         ref_final = float(np.mean([rec["by_trial"][-1] for rec in by_config[ref_name]]))
+        ref_end = float(np.median([rec["end"] for rec in by_config[ref_name]]))
     for config, recs in by_config.items():
         cells = []
         for f in checkpoints_t:
@@ -343,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         reach = "-"
         if ref_final is not None:
             hit = np.flatnonzero(mean_t <= ref_final + 1e-12)
-            reach = f"{grid_t[hit[0]] / horizon:.2f}H" if hit.size else "not reached"
+            reach = (
+                f"{grid_t[hit[0]] / horizon:.2f}H = {grid_t[hit[0]] / ref_end:.2f} of its time"
+                if hit.size
+                else "not reached"
+            )
         pf = interval([rec["pruned_front"] for rec in recs])
         pp = interval([rec["proposals_per_trained"] for rec in recs])
         cells += [reach, f"{pf[0]:.2f} [{pf[1]:.2f}, {pf[2]:.2f}]", f"{pp[0]:.2f} [{pp[1]:.2f}, {pp[2]:.2f}]"]
