@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in names for s in range(args.seeds)
     ]  # fmt: skip
     est_names = [n.strip() for n in args.estimators.split(",") if n.strip()]
-    for name, (params, cost) in estimator_seeds(args.study, args.table, est_names, args.top).items():
+    for name, (params, cost) in estimator_seeds(base["study"], base["table"], est_names, args.top).items():
         seeded = {**base, "estimator": name, "seed_params": params, "start_s": cost, "informed": True}
         tasks += [{**seeded, "config": f"{name} top-{args.top}", "sampler": "random", "scheduler": "fifo",
                    "trials": len(params), "seed": s} for s in range(args.seeds)]  # fmt: skip

@@ -122,6 +122,8 @@ class Measurement:
     seed: int
     metrics: dict[str, float]
     cost_s: float
+    #: The part of `cost_s` paid once, whatever the number of candidates (a supernet's training).
+    setup_s: float = 0.0
 
 
 def _jobs(names: Sequence[str], repeats: int) -> list[tuple[int, tuple[str, ...]]]:
@@ -207,9 +209,9 @@ def evaluate(
         true = truth(cands, held)
         for name in names:
             sc = scored[(name, r)]
-            out.append(Measurement(name, ALL, r, held, measure(sc.values, true), sc.cost_s()))
+            out.append(Measurement(name, ALL, r, held, measure(sc.values, true), sc.cost_s(), sc.setup_s))
             for label, members in sorted(strata.items()):
                 keys = {c.key for c in members}
                 sub = {k: v for k, v in true.items() if k in keys}
-                out.append(Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s()))
+                out.append(Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s(), sc.setup_s))
     return out

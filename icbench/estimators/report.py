@@ -31,6 +31,7 @@ def summary_rows(ms: Sequence[Measurement]) -> list[dict[str, Any]]:
             iv = mean_interval([m.metrics[key] for m in group])
             row.update({key: iv.mean, f"{key}_low": iv.low, f"{key}_high": iv.high})
         row["cost_s"] = float(sum(m.cost_s for m in group) / len(group))
+        row["setup_s"] = float(sum(m.setup_s for m in group) / len(group))
         rows.append(row)
     return rows
 
@@ -56,11 +57,13 @@ def write_report(
     ceilings: Mapping[str, float],
     seeds: Sequence[int],
     machine: str,
+    row_s: float | None = None,
 ) -> Path:
     """Write estimators.md/.csv/.png into `out_dir`; returns the path of estimators.md.
 
     Args:
         ceilings: stratum label (or `ALL`) -> the table's split-seed noise ceiling (`report.signal`).
+        row_s: mean seconds of one table row (one candidate's full training), the unit costs are stated in.
     """
     import pandas as pd
 
@@ -100,6 +103,24 @@ def write_report(
                  _cell(r, "top_precision"), _cell(r, "regret"), _cost(r["cost_s"])] for r in sub]  # fmt: skip
         lines.append(markdown_table(["Estimator", "Kind", "Spearman ρ", "Kendall τ", f"Top {TOP:.0%} precision",
                                      "Regret (pts)", "Cost"], body, "llrrrrr"))  # fmt: skip
+    lines.append("## Cost\n")
+    unit = f"one candidate's full training ({row_s:.1f} s, the table's mean row)" if row_s else ""
+    lines.append(
+        "Seconds to score every candidate, split into what is paid once (a supernet's training) and per "
+        "candidate" + (f", and as multiples of {unit}" if unit else "") + ".\n"
+    )
+    n_all = next((r["candidates"] for r in rows if r["scope"] == ALL), 0)
+    body = []
+    for r in (r for r in rows if r["scope"] == ALL):
+        per = (r["cost_s"] - r["setup_s"]) / max(1, n_all)
+        cells = [f"`{r['estimator']}`", _cost(r["setup_s"]), f"{per:.2f} s", _cost(r["cost_s"])]
+        if row_s:
+            cells += [f"{r['setup_s'] / row_s:.1f}", f"{r['cost_s'] / row_s:.1f}"]
+        body.append(cells)
+    head = ["Estimator", "Set-up", "Per candidate", "All candidates"]
+    if row_s:
+        head += ["Set-up (x one training)", "All (x one training)"]
+    lines.append(markdown_table(head, body, "l" + "r" * (len(head) - 1)))
     lines.append("![Kendall τ against cost](estimators.png)\n")
     lines.append(f"Report built with Python {platform.python_version()}.\n")
     path = out / "estimators.md"

@@ -49,5 +49,7 @@ def estimate(
         ceilings[label] = s.ceiling
     out = Path(out_dir) if out_dir else Path("reports") / path.stem
     threads = f"{workers} processes of one torch thread each" if workers > 1 else "one process"
+    ok = frame[frame["status"] == "complete"] if "status" in frame else frame
+    row_s = float(ok["wall_time_s"].mean()) if "wall_time_s" in ok and len(ok) else None
     return write_report(ms, out, table_path=str(path), ceilings=ceilings, seeds=seeds,
-                        machine=f"{cpu_model()}, {os.cpu_count()} CPUs ({threads})")  # fmt: skip
+                        machine=f"{cpu_model()}, {os.cpu_count()} CPUs ({threads})", row_s=row_s)  # fmt: skip
