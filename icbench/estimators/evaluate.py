@@ -176,36 +176,36 @@ def evaluate(
         ESTIMATORS.get(n)
     seeds = check_table(frame, shared, names, path)
     cands = table_candidates(frame)
-    experiment = shared.get("experiment") or {}
+    ctx = EstimateContext(shared.get("experiment") or {}, seeds)
     n_rep = min(repeats, len(seeds))
     jobs = _jobs(names, n_rep)
     scored: dict[tuple[str, int], Scores] = {}
+
+    def record(batch: list[tuple[str, int, Scores]]) -> None:
+        for name, r, sc in batch:
+            scored[(name, r)] = sc
+            if echo:
+                echo(f"  repeat {r} (seed {ctx.seed(r)}): {name} in {sc.cost_s():.1f} s")
+
     if workers > 1:
         import functools
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        work = functools.partial(_score_job, cands=cands, experiment=experiment, seeds=seeds, threads=1)
+        work = functools.partial(_score_job, cands=cands, experiment=ctx.experiment, seeds=seeds, threads=1)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             for fut in as_completed([pool.submit(work, j) for j in jobs]):
-                for name, r, sc in fut.result():
-                    scored[(name, r)] = sc
-                    if echo:
-                        echo(f"  repeat {r} (seed {seeds[r % len(seeds)]}): {name} in {sc.cost_s():.1f} s")
-    else:
-        ctx = EstimateContext(experiment, seeds)
+                record(fut.result())
+    else:  # one context for all: the data is loaded once
         for r, group in sorted(jobs):
-            for name in group:
-                scored[(name, r)] = sc = ESTIMATORS.get(name)().score(cands, ctx, r)
-                if echo:
-                    echo(f"  repeat {r} (seed {ctx.seed(r)}): {name} in {sc.cost_s():.1f} s")
+            record([(n, r, ESTIMATORS.get(n)().score(cands, ctx, r)) for n in group])
     strata: dict[str, list[TableCandidate]] = {}
     for c in cands:
         if c.stratum != "basic":
             strata.setdefault(c.stratum, []).append(c)
     out: list[Measurement] = []
     for r in range(n_rep):
-        held = seeds[r % len(seeds)]
+        held = ctx.seed(r)
         true = truth(cands, held)
         for name in names:
             sc = scored[(name, r)]
@@ -213,5 +213,7 @@ def evaluate(
             for label, members in sorted(strata.items()):
                 keys = {c.key for c in members}
                 sub = {k: v for k, v in true.items() if k in keys}
-                out.append(Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s(), sc.setup_s))
+                out.append(
+                    Measurement(name, label, r, held, measure(sc.values, sub), sc.cost_s(), sc.setup_s)
+                )
     return out

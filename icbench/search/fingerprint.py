@@ -29,15 +29,14 @@ from icbench.study_attrs import FROM_TRIAL_ATTR as FROM_TRIAL_ATTR
 from icbench.study_attrs import HASH_ATTR as HASH_ATTR
 from icbench.study_attrs import LEGACY_ATTR as LEGACY_ATTR
 
+_SEEDING = "which candidates are trained first (once, before the first trial), not what a trial measures"
 #: Settings (dotted paths into the study config) that do not change what a trial measures; everything
 #: else is fingerprinted.
 MAY_CHANGE: dict[str, str] = {
     "name": "the study's identity: it is how the stored study is found",
     "description": "free text",
     "n_trials": "how many trials to run, not what one measures",
-    "seed_with.estimator": "which candidates are trained first (once, before the first trial), not what a trial measures",
-    "seed_with.top": "which candidates are trained first (once, before the first trial), not what a trial measures",
-    "seed_with.seed": "which candidates are trained first (once, before the first trial), not what a trial measures",
+    **{f"seed_with.{k}": _SEEDING for k in ("estimator", "top", "seed")},
     "confirm_seeds": "how many seeds a later confirmation gives each candidate, not what a trial measures",
     "storage": "where the study is stored",
     "runs_dir": "where run folders are written",
