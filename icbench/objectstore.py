@@ -1,0 +1,204 @@
+"""A folder of named files on a local disk or in object storage (`s3://bucket/prefix`, `gs://...`).
+
+icbench's own files under `execution.storage_path` (final weights, the WLD teacher, checkpoints) go
+through `Folder`, so a cluster needs no shared mount: the same filesystem layer Ray Tune uses for its
+`storage_path` (pyarrow's `FileSystem.from_uri`). Credentials and endpoint come from where pyarrow
+looks for them: the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` /
+`AWS_DEFAULT_REGION` / `AWS_ENDPOINT_URL` environment variables (or `~/.aws`), or options in the URI's
+query (`s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http`).
+
+Writes are atomic, so a reader never sees half a file: locally a temporary file in the same folder then
+`os.replace`; in object storage one upload, which S3 and GCS make visible only once complete (a single
+PUT, or a multipart upload that appears at its completion).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from icbench.errors import IcbenchError
+
+__all__ = ["Folder", "ObjectStoreError", "is_uri", "join"]
+
+
+class ObjectStoreError(IcbenchError):
+    """A storage URI is malformed, or its store cannot be reached or read."""
+
+
+def is_uri(location: str) -> bool:
+    """True for `scheme://...` (object storage or another pyarrow filesystem), False for a local path.
+
+    `file://` URIs count as local paths.
+    """
+    scheme, sep, _ = str(location).partition("://")
+    return bool(sep) and scheme.lower() != "file" and scheme.isidentifier()
+
+
+def _local_path(location: str) -> str:
+    loc = str(location)
+    return loc[len("file://") :] if loc.lower().startswith("file://") else loc
+
+
+def join(root: str, *parts: str) -> str:
+    """`root` joined with `parts` by "/": a local path (os.path.join) or a URI, keeping its `?query` last."""
+    root = str(root)
+    parts = tuple(str(p).strip("/") for p in parts if str(p).strip("/"))
+    if not is_uri(root):
+        return os.path.join(root, *parts)
+    base, sep, query = root.partition("?")
+    joined = "/".join((base.rstrip("/"), *parts)) if parts else base
+    return f"{joined}{sep}{query}"
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    """pyarrow's filesystem and the path inside it for `uri`; `ObjectStoreError` when malformed."""
+    import pyarrow.fs as pafs  # lazy: pyarrow is heavy and only a URI root needs it
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, TypeError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ObjectStoreError(f"storage URI {uri!r} is not usable: {first}") from None
+    if fs.type_name == "s3" and not path.strip("/"):
+        raise ObjectStoreError(f"storage URI {uri!r} names no bucket (expected s3://BUCKET/PREFIX)")
+    return fs, path.rstrip("/")
+
+
+class Folder:
+    """A folder of named files: `read`, `write` (atomic), `delete`, `exists`, `child`.
+
+    Args:
+        uri: a local path (created on first write) or an object-storage URI such as `s3://bucket/prefix`.
+
+    Raises:
+        ObjectStoreError: the URI is malformed (no bucket, unknown scheme, bad query option).
+    """
+
+    def __init__(self, uri: str, *, _fs: Any = None, _path: str | None = None) -> None:
+        self.uri = str(uri)
+        self.is_local = not is_uri(self.uri)
+        if self.is_local:
+            self._fs, self._path = None, _local_path(self.uri)
+        elif _fs is not None and _path is not None:
+            self._fs, self._path = _fs, _path
+        else:
+            self._fs, self._path = _filesystem(self.uri)
+
+    def __repr__(self) -> str:
+        return f"Folder({self.uri!r})"
+
+    @property
+    def local_path(self) -> Path | None:
+        """The folder as a local path, or None for object storage."""
+        return Path(self._path) if self.is_local else None
+
+    def child(self, name: str) -> Folder:
+        """The sub-folder `name` (may contain "/"); shares this folder's connection."""
+        name = str(name).strip("/")
+        if self.is_local:
+            return Folder(os.path.join(self.uri, name))
+        return Folder(join(self.uri, name), _fs=self._fs, _path=f"{self._path}/{name}")
+
+    def _key(self, name: str) -> str:
+        name = str(name).strip("/")
+        if not name:
+            raise ValueError("a file name is required")
+        return os.path.join(self._path, name) if self.is_local else f"{self._path}/{name}"
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+        key = self._key(name)
+        if self.is_local:
+            try:
+                return Path(key).read_bytes()
+            except FileNotFoundError:
+                return None
+        try:
+            with self._fs.open_input_stream(key) as f:
+                return bytes(f.readall())
+        except FileNotFoundError:
+            return None
+        except OSError:
+            if not self.exists(name):
+                return None
+            raise
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write the file atomically: a reader sees the old file, or none, or the whole new one."""
+        key = self._key(name)
+        if self.is_local:
+            target = Path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return
+        # One upload: the object becomes visible only when the upload completes (S3/GCS semantics).
+        with self._fs.open_output_stream(key) as f:
+            f.write(data)
+
+    def delete(self, name: str) -> None:
+        """Remove the file; nothing happens when it does not exist."""
+        key = self._key(name)
+        if self.is_local:
+            Path(key).unlink(missing_ok=True)
+            return
+        try:
+            self._fs.delete_file(key)
+        except FileNotFoundError:
+            pass
+
+    def exists(self, name: str) -> bool:
+        """True when the file exists."""
+        key = self._key(name)
+        if self.is_local:
+            return Path(key).is_file()
+        import pyarrow.fs as pafs
+
+        return self._fs.get_file_info(key).type == pafs.FileType.File
+
+    def names(self) -> list[str]:
+        """The names of the files under this folder (recursively, "/"-separated), sorted."""
+        if self.is_local:
+            root = Path(self._path)
+            if not root.is_dir():
+                return []
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._path, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        prefix = self._path.rstrip("/") + "/"
+        return sorted(i.path[len(prefix) :] for i in infos if i.type == pafs.FileType.File)
+
+    def unreachable(self) -> str | None:
+        """Why the store cannot be used, or None when it can; never writes anything.
+
+        Object storage: the bucket must exist and answer with the credentials in force. A local folder
+        is always reachable (it is created on first write).
+        """
+        if self.is_local:
+            return None
+        import pyarrow.fs as pafs
+
+        bucket = self._path.split("/", 1)[0]
+        try:
+            info = self._fs.get_file_info(bucket)
+        except OSError as e:
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            return f"cannot reach {bucket!r}: {first}"
+        if info.type == pafs.FileType.NotFound:
+            return f"bucket {bucket!r} does not exist"
+        return None

@@ -1,0 +1,44 @@
+"""icbench's files under `execution.storage_path`: a local folder or object storage (`s3://...`).
+
+The object-storage tests run against a real S3-protocol server (moto's server mode, started by the
+`s3_server` fixture in tests/conftest.py), never an in-process mock.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from icbench.objectstore import Folder, ObjectStoreError, is_uri, join
+
+
+def test_join_keeps_local_paths_and_uri_queries() -> None:
+    assert join("/data/runs", "study", "w.pt") == os.path.join("/data/runs", "study", "w.pt")
+    assert join("s3://b/pre/", "study", "/w.pt") == "s3://b/pre/study/w.pt"
+    assert join("s3://b/pre?scheme=http", "x") == "s3://b/pre/x?scheme=http"
+    assert is_uri("s3://b/x") and is_uri("gs://b/x")
+    assert not is_uri("/tmp/x") and not is_uri("file:///tmp/x") and not is_uri("runs/x")
+
+
+def test_local_folder_round_trip(tmp_path: Path) -> None:
+    folder = Folder(str(tmp_path / "root"))
+    assert folder.is_local and folder.unreachable() is None
+    assert folder.read("w.pt") is None and not folder.exists("w.pt") and folder.names() == []
+    folder.write("a/w.pt", b"\x00first")
+    folder.write("a/w.pt", b"second")
+    assert folder.read("a/w.pt") == b"second" and folder.exists("a/w.pt")
+    child = folder.child("a")
+    assert child.read("w.pt") == b"second" and child.local_path == tmp_path / "root" / "a"
+    # the atomic write leaves no temporary file behind
+    assert folder.names() == ["a/w.pt"]
+    child.delete("w.pt")
+    child.delete("w.pt")  # absent: no error
+    assert folder.read("a/w.pt") is None and folder.names() == []
+
+
+@pytest.mark.parametrize("uri", ["s3://", "s3:///prefix", "nosuchscheme://bucket/x"])
+def test_malformed_uri_is_refused(uri: str) -> None:
+    with pytest.raises(ObjectStoreError, match="storage URI"):
+        Folder(uri)
