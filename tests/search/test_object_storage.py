@@ -42,3 +42,29 @@ def test_local_folder_round_trip(tmp_path: Path) -> None:
 def test_malformed_uri_is_refused(uri: str) -> None:
     with pytest.raises(ObjectStoreError, match="storage URI"):
         Folder(uri)
+
+
+def test_s3_folder_round_trip(s3_env) -> None:  # type: ignore[no-untyped-def]
+    bucket = s3_env.new_bucket()
+    folder = Folder(f"s3://{bucket}/runs/study")
+    assert not folder.is_local and folder.local_path is None and folder.unreachable() is None
+    assert folder.read("w.pt") is None and not folder.exists("w.pt")
+    payload = bytes(range(256)) * 4096  # 1 MiB, binary
+    folder.write("weights/t1.pt", payload)
+    assert folder.read("weights/t1.pt") == payload and folder.exists("weights/t1.pt")
+    child = folder.child("weights")
+    assert child.uri == f"s3://{bucket}/runs/study/weights" and child.read("t1.pt") == payload
+    assert folder.names() == ["weights/t1.pt"]
+    # the object is in the bucket, seen by another client (boto3), not only through icbench
+    assert "runs/study/weights/t1.pt" in s3_env.keys(bucket)
+    child.delete("t1.pt")
+    child.delete("t1.pt")
+    assert folder.read("weights/t1.pt") is None
+    assert "runs/study/weights/t1.pt" not in s3_env.keys(bucket)
+
+
+def test_s3_missing_bucket_and_unreachable_endpoint_are_named(s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert Folder("s3://icbench-no-such-bucket/x").unreachable() == "bucket 'icbench-no-such-bucket' does not exist"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    reason = Folder(f"s3://{s3_env.new_bucket()}/x").unreachable()
+    assert reason is not None and reason.startswith("cannot reach")
