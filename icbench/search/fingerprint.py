@@ -51,6 +51,12 @@ MAY_CHANGE: dict[str, str] = {
     "execution.num_gpus": "resources of the local Ray",
     "execution.max_failures": "when this run gives up, not what a trial measures",
     "execution.max_consecutive_rejections": "when this run gives up, not what a trial measures",
+    "execution.workers_per_trial": (
+        "resources per trial: N workers train the same global batch in the same data order "
+        "(BatchNorm per worker unless training.sync_bn, which is fingerprinted)"
+    ),
+    "execution.checkpoint_every": "how often progress is saved; a resumed trial continues exactly",
+    "execution.trial_restarts": "how often a trial is restarted after a crash, not what it measures",
 }
 #: Shown in the refusal: what may change, in words.
 MAY_CHANGE_SUMMARY = (

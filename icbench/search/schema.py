@@ -231,6 +231,9 @@ class TrainingSection(_Strict):
     unit_init: Literal["data", "zero"] = _RECIPE.unit_init  # type: ignore[assignment]
     augment: bool | None = None
     seed: int = 0
+    #: Synchronised BatchNorm across a trial's data-parallel workers (needs `execution.workers_per_trial`
+    #: > 1); off: each worker normalises with its own shard's statistics.
+    sync_bn: bool = False
 
 
 class WLDSection(_Strict):
@@ -345,6 +348,15 @@ class ExecutionSection(_Strict):
     max_failures: int = Field(default=10, ge=0)
     #: Consecutive candidates rejected by a constraint (or already evaluated) before the study stops.
     max_consecutive_rejections: int = Field(default=200, ge=1)
+    #: Data-parallel workers per trial (Ray Train `TorchTrainer`, DDP: gloo on the CPU, NCCL on CUDA);
+    #: `cpus_per_trial` and `gpus_per_trial` are per worker, and `training.batch_size` is the global batch.
+    workers_per_trial: int = Field(default=1, ge=1)
+    #: A trial writes a checkpoint every this many epochs (0: none), under the study's runs folder or
+    #: `storage_path`; only the latest is kept.
+    checkpoint_every: int = Field(default=1, ge=0)
+    #: Times one trial is restarted from its latest checkpoint after its worker, node or driver died (Ray
+    #: Tune's `FailureConfig(max_failures)`); not `max_failures`, which counts FAIL trials of the study.
+    trial_restarts: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
     def _replay(self) -> ExecutionSection:
@@ -606,6 +618,14 @@ def load_study(
             f"training.warmup_epochs ({warmup:g}) is longer than budget.epochs ({config.budget.epochs})",
             source=str(p),
             field="training.warmup_epochs",
+        )
+    if config.training.sync_bn and config.execution.workers_per_trial < 2:
+        raise ConfigError(
+            "training.sync_bn synchronises BatchNorm across a trial's workers: it needs "
+            f"execution.workers_per_trial >= 2 (got {config.execution.workers_per_trial}); "
+            "remove sync_bn or set workers_per_trial",
+            source=str(p),
+            field="training.sync_bn",
         )
     space_path = Path(config.search_space)
     if not space_path.is_absolute():

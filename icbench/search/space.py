@@ -146,7 +146,8 @@ def base_candidate(loaded: LoadedStudy) -> dict[str, Any]:
         "strategy_args": dict(c.strategy_args),
         "epochs": c.budget.epochs,
         "time_budget_s": c.budget.time_s,
-        **c.training.model_dump(),
+        # sync_bn only when on: a candidate without it is the one-worker candidate of before
+        **c.training.model_dump(exclude=set() if c.training.sync_bn else {"sync_bn"}),
         # "auto" follows the trial's resources: a trial given no GPU by Ray trains on the CPU.
         "device": c.execution.device
         if c.execution.device != "auto"
@@ -162,7 +163,8 @@ def teacher_recipe(loaded: LoadedStudy) -> dict[str, Any]:
     teacher of its own; pinned, one teacher serves every trial of the study (DESIGN.md §4).
     """
     c = loaded.config
-    recipe = c.training.model_dump(exclude={"seed", *UNIT_RECIPE_KEYS})
+    # sync_bn: how a data-parallel student is normalised; the teacher's cache key stays what it was
+    recipe = c.training.model_dump(exclude={"seed", "sync_bn", *UNIT_RECIPE_KEYS})
     if c.wld.teacher_epochs is None:
         recipe["epochs"] = c.budget.epochs
     return recipe
