@@ -21,7 +21,7 @@ from typing import Any
 
 from icbench.errors import IcbenchError
 
-__all__ = ["Folder", "ObjectStoreError", "is_uri", "join"]
+__all__ = ["Folder", "ObjectStoreError", "is_uri", "join", "shown"]
 
 
 class ObjectStoreError(IcbenchError):
@@ -35,6 +35,29 @@ def is_uri(location: str) -> bool:
     """
     scheme, sep, _ = str(location).partition("://")
     return bool(sep) and scheme.lower() != "file" and scheme.isidentifier()
+
+
+#: URI query options that hold a secret (pyarrow's S3 options); `shown` masks them.
+_SECRET_OPTIONS = ("secret_key", "session_token", "access_key")
+
+
+def shown(uri: str) -> str:
+    """`uri` fit to print: credentials written into it (`s3://KEY:SECRET@bucket`, `?secret_key=...`)
+    replaced by `***`."""
+    uri = str(uri)
+    if not is_uri(uri):
+        return uri
+    scheme, _, rest = uri.partition("://")
+    rest, sep, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    if query:
+        opts = [kv.split("=", 1) for kv in query.split("&")]
+        query = "&".join(
+            f"{kv[0]}=***" if kv[0] in _SECRET_OPTIONS and len(kv) == 2 else "=".join(kv) for kv in opts
+        )
+    return f"{scheme}://{authority}{slash}{path}{sep}{query}"
 
 
 def _local_path(location: str) -> str:
@@ -61,9 +84,11 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, TypeError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise ObjectStoreError(f"storage URI {uri!r} is not usable: {first}") from None
+        if "@" in uri or any(o in uri for o in _SECRET_OPTIONS):
+            first = "see pyarrow.fs.FileSystem.from_uri"  # its message may quote the credentials
+        raise ObjectStoreError(f"storage URI {shown(uri)!r} is not usable: {first}") from None
     if fs.type_name == "s3" and not path.strip("/"):
-        raise ObjectStoreError(f"storage URI {uri!r} names no bucket (expected s3://BUCKET/PREFIX)")
+        raise ObjectStoreError(f"storage URI {shown(uri)!r} names no bucket (expected s3://BUCKET/PREFIX)")
     return fs, path.rstrip("/")
 
 
@@ -88,7 +113,7 @@ class Folder:
             self._fs, self._path = _filesystem(self.uri)
 
     def __repr__(self) -> str:
-        return f"Folder({self.uri!r})"
+        return f"Folder({shown(self.uri)!r})"
 
     @property
     def local_path(self) -> Path | None:

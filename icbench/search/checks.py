@@ -180,6 +180,7 @@ def check_study(loaded: LoadedStudy, n_probe: int = N_PROBE) -> Checked:
     _check_dataset(loaded)
     _check_study_placement(loaded)
     _check_teacher(loaded)
+    check_storage_path(loaded, reach=False)
     try:
         mask_len = mask_length(loaded)
     except IcbenchError as e:
@@ -279,7 +280,35 @@ def check_environment(loaded: LoadedStudy) -> None:
             check_server(loaded.config.storage)
         except ConfigError as e:
             raise ConfigError(e.detail, source=str(loaded.study_path), field=e.field) from None
+    check_storage_path(loaded, reach=True)
     check_local_resources(loaded)
+
+
+def check_storage_path(loaded: LoadedStudy, *, reach: bool) -> None:
+    """`execution.storage_path`, when it is an object-storage URI (`s3://bucket/prefix`): well formed, and
+    with `reach`, its bucket exists and answers with the credentials in force. Writes nothing.
+
+    Raises:
+        ConfigError: naming the study file and `execution.storage_path`.
+    """
+    from icbench.objectstore import Folder, ObjectStoreError, is_uri, shown
+
+    uri = loaded.config.execution.storage_path
+    if not uri or not is_uri(uri):
+        return
+    where = {"source": str(loaded.study_path), "field": "execution.storage_path"}
+    try:
+        folder = Folder(uri)
+    except ObjectStoreError as e:
+        raise ConfigError(f"{e} (expected a local path or s3://BUCKET/PREFIX)", **where) from None
+    if reach:
+        why = folder.unreachable()
+        if why:
+            raise ConfigError(
+                f"storage {shown(uri)}: {why}; check the bucket name and the AWS_* credential and endpoint "
+                "variables (docs/cluster.md)",
+                **where,
+            )
 
 
 def _searched(loaded: LoadedStudy, heads: set[str]) -> bool:

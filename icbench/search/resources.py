@@ -36,6 +36,18 @@ class Capacity:
     source: str
     #: Whether CUDA can be used there at all (a `device: cuda` trial needs it).
     cuda: bool
+    #: (CPUs, GPUs) of each node, for a trial of several workers (`workers_per_trial`), whose workers may
+    #: sit on different nodes; empty: one node with `cpus` and `gpus`.
+    nodes: tuple[tuple[float, float], ...] = ()
+
+    def workers_that_fit(self, cpus: float, gpus: float) -> int:
+        """How many workers of `cpus` CPUs and `gpus` GPUs each can be placed at once, over all nodes."""
+        total = 0
+        for node_cpus, node_gpus in self.nodes or ((self.cpus, self.gpus),):
+            by_cpu = int(node_cpus // cpus + 1e-9) if cpus > 0 else 1 << 30
+            by_gpu = int(node_gpus // gpus + 1e-9) if gpus > 0 else 1 << 30
+            total += min(by_cpu, by_gpu)
+        return total
 
 
 def machine_cpus() -> int:
@@ -83,7 +95,8 @@ def cluster_capacity(nodes: Iterable[dict[str, Any]], where: str) -> Capacity:
         f"{where} has {len(alive)} node(s) with {total_cpu:g} CPU(s) and {total_gpu:g} "
         f"GPU(s) in all, at most {cpus:g} CPU(s) and {gpus:g} GPU(s) on one node"
     )
-    return Capacity(cpus=cpus, gpus=gpus, source=source, cuda=total_gpu > 0)
+    nodes_resources = tuple((r.get("CPU", 0.0), r.get("GPU", 0.0)) for r in alive)
+    return Capacity(cpus=cpus, gpus=gpus, source=source, cuda=total_gpu > 0, nodes=nodes_resources)
 
 
 def check_capacity(loaded: LoadedStudy, have: Capacity) -> None:
@@ -110,6 +123,17 @@ def check_capacity(loaded: LoadedStudy, have: Capacity) -> None:
                 "start (Ray would keep it PENDING)",
                 source=study,
                 field=f"execution.{kind.lower()}s_per_trial",
+            )
+    workers = ex.workers_per_trial
+    if workers > 1:
+        fit = have.workers_that_fit(ex.cpus_per_trial, ex.gpus_per_trial)
+        if workers > fit:
+            each = f"{ex.cpus_per_trial:g} CPU(s)" + (f" and {ex.gpus_per_trial:g} GPU(s)" if ex.gpus_per_trial else "")
+            raise ConfigError(
+                f"{workers} workers per trial of {each} each are asked for, but {have.source}: at most "
+                f"{fit} such worker(s) fit at once, so no trial could ever start (Ray would keep it PENDING)",
+                source=study,
+                field="execution.workers_per_trial",
             )
 
 

@@ -68,3 +68,16 @@ def test_s3_missing_bucket_and_unreachable_endpoint_are_named(s3_env, monkeypatc
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     reason = Folder(f"s3://{s3_env.new_bucket()}/x").unreachable()
     assert reason is not None and reason.startswith("cannot reach")
+
+
+def test_credentials_in_a_uri_are_never_shown() -> None:
+    from icbench.objectstore import shown
+
+    assert shown("s3://AKIA:s3cret@bucket/p?region=x") == "s3://***@bucket/p?region=x"
+    assert shown("s3://b/p?access_key=AKIA&secret_key=s3cret&scheme=http") == (
+        "s3://b/p?access_key=***&secret_key=***&scheme=http"
+    )
+    assert shown("/local/path") == "/local/path"
+    with pytest.raises(ObjectStoreError) as e:
+        Folder("s3://AKIA:s3cret@/prefix")
+    assert "s3cret" not in str(e.value)
