@@ -6,7 +6,6 @@ as one paragraph and exit non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -24,11 +23,9 @@ class UnknownNameError(IcbenchError, KeyError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        msg = f"unknown {self.kind} {self.name!r}; known {self.kind}s: {', '.join(self.known) or '(none)'}"
-        close = difflib.get_close_matches(str(self.name), self.known, n=1)
-        if close:
-            msg += f" (did you mean {close[0]!r}?)"
-        return msg
+        from icbench.names import unknown_message  # a sibling of this layer: one wording, one suggester
+
+        return unknown_message(self.kind, self.name, self.known)
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self._message()

@@ -215,7 +215,9 @@ def _on_step(value: float, low: float, step: float) -> bool:
 
 
 def _unknown(kind: str, value: Any, reg: Any) -> str:
-    return f"unknown {kind} {value!r}; valid: {', '.join(sorted(reg.keys()))}"
+    from icbench.names import unknown_message
+
+    return unknown_message(kind, value, reg.keys())
 
 
 def _check_dataset(loaded: LoadedStudy) -> None:

@@ -199,7 +199,9 @@ def _registered(kind: str, name: str, info: ValidationInfo) -> str:
         return name
     registry = registries[kind]
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}")
+        from icbench.names import unknown_message
+
+        raise ValueError(unknown_message(kind, name, registry))
     return name
 
 

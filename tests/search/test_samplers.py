@@ -157,6 +157,6 @@ def test_duplicates_are_answered_by_a_candidate_not_seen_yet(tmp_path: Path, mas
 def test_an_unknown_sampler_lists_the_choices(tmp_path: Path) -> None:
     study = write_study(tmp_path, "sampler: {name: cmaes}\n", SPACE)
     with pytest.raises(
-        ConfigError, match="unknown sampler 'cmaes'; choose one of gp, grid, nsga2, random, tpe"
+        ConfigError, match="unknown sampler 'cmaes'; known samplers: gp, grid, nsga2, random, tpe"
     ):
         load_study(study)

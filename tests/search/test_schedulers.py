@@ -79,7 +79,7 @@ def test_an_unknown_scheduler_lists_the_choices(tmp_path: Path) -> None:
         "execution: {scheduler: hyperband}\n",
         "params:\n  unit: {type: categorical, choices: [ic]}\n",
     )
-    with pytest.raises(ConfigError, match="unknown scheduler 'hyperband'; choose one of asha, fifo, mo_asha"):
+    with pytest.raises(ConfigError, match="unknown scheduler 'hyperband'; known schedulers: asha, fifo, mo_asha"):
         load_study(study)
 
 
