@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from icbench.dbserver import connect_args, connection_error, is_server_url
 from icbench.errors import ConfigError
+from icbench.places import folder_problem, journal_problem, name_problem, note_writing, sqlite_problem
+from icbench.redact import add_secret, mask_url
 
 if TYPE_CHECKING:
     import optuna
@@ -27,11 +30,89 @@ def default_storage_url(runs_dir: str | Path, study_name: str) -> str:
 
 
 def storage_url(loaded: LoadedStudy) -> str:
-    """Where a study lives: its `storage`, else a SQLite file in its run folder."""
+    """Where a study lives: its `storage`, else a SQLite file in its run folder.
+
+    With `storage_password_env` the password is read from that environment variable and put into the URL
+    returned (to connect with; never print it: `icbench.redact.mask_url`), and registered as a secret so
+    that no message shows it.
+
+    Raises:
+        ConfigError: (field `storage_password_env`) the variable is not set.
+    """
     c = loaded.config
-    if c.storage:
+    if not c.storage:
+        return default_storage_url(c.runs_dir, c.name)
+    var = getattr(c, "storage_password_env", None)
+    if not var:
         return c.storage
-    return default_storage_url(c.runs_dir, c.name)
+    password = os.environ.get(var)
+    if not password:
+        raise ConfigError(
+            f"the environment variable {var} is not set: it holds the password of {mask_url(c.storage)}",
+            source=str(loaded.study_path),
+            field="storage_password_env",
+        )
+    add_secret(password)
+    from sqlalchemy.engine import make_url
+
+    return make_url(c.storage).set(password=password).render_as_string(hide_password=False)
+
+
+def shown_storage(loaded: LoadedStudy) -> str:
+    """The study's storage as a person may see it: password masked, or where it is read from."""
+    c = loaded.config
+    var = getattr(c, "storage_password_env", None)
+    shown = mask_url(c.storage or default_storage_url(c.runs_dir, c.name))
+    return f"{shown} (password from ${var})" if var else shown
+
+
+def storage_file_problem(url: str, *, write: bool = True) -> str | None:
+    """What is wrong with the SQLite or journal file a storage URL names (see `icbench.places`), or None;
+    nothing for a database server."""
+    if url.startswith("sqlite:///"):
+        return sqlite_problem(url[len("sqlite:///") :], write=write)
+    if url.startswith("journal:"):
+        return journal_problem(url[len("journal:") :], write=write)
+    return None
+
+
+def check_places(loaded: LoadedStudy) -> None:
+    """The places a run writes can work: its storage file (an SQLite database or an Optuna journal, not a
+    directory or another kind of file, writable), its run and report folders (not under a regular file,
+    writable, not on a read-only filesystem) and its name (no longer than the filesystem allows).
+
+    Raises:
+        ConfigError: naming the study file and the field (`name`, `runs_dir`, `reports_dir`, `storage`).
+    """
+    c = loaded.config
+    source = str(loaded.study_path)
+    checks = [
+        ("name", lambda: name_problem(c.runs_dir, c.name, "study name")),
+        ("runs_dir", lambda: folder_problem(Path(c.runs_dir) / c.name)),
+        ("reports_dir", lambda: folder_problem(Path(c.reports_dir) / c.name)),
+        ("storage", lambda: storage_file_problem(c.storage or default_storage_url(c.runs_dir, c.name))),
+    ]
+    for field, check in checks:
+        problem = check()
+        if problem:
+            raise ConfigError(problem, source=source, field=field)
+
+
+def check_storage(loaded: LoadedStudy) -> None:
+    """Everything a run needs of its storage before anything is written: the places (`check_places`),
+    the password variable, the database driver, and a server that accepts a connection.
+
+    Raises:
+        ConfigError: naming the study file and the field.
+    """
+    check_places(loaded)
+    if loaded.config.storage:
+        url = storage_url(loaded)
+        try:
+            resolve_url(url)
+            check_server(url)
+        except ConfigError as e:
+            raise ConfigError(e.detail, source=str(loaded.study_path), field=e.field) from None
 
 
 def _enable_wal(db_path: Path) -> None:
@@ -133,10 +214,12 @@ def make_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
     import optuna
 
     url = resolve_url(url)
+    problem = storage_file_problem(url, write=create)
+    if problem:
+        raise ConfigError(problem, field="storage")
+    note_writing(url.split(":///", 1)[-1].removeprefix("journal:"))
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :])
-        if not create and not path.exists():
-            raise ConfigError(f"journal file not found: {path}", field="storage")
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -145,8 +228,6 @@ def make_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
         if not db.exists():
-            if not create:
-                raise ConfigError(f"no study database at {db}", field="storage")
             _enable_wal(db)
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         return retry_locked(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
