@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        from icbench.redact import redact
+
+        print(f"error: {redact(str(e))}", file=sys.stderr)  # never a password, whatever the message
         return 2
     except Interrupted as e:  # SIGINT/SIGTERM during a study command: say so, never "done"; 130 or 143
         print(
@@ -267,6 +269,14 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
             file=sys.stderr,
         )
         return e.exit_status
+    except Exception as e:  # a full disk is a fault of the machine, not of the input: one line, exit 1
+        from icbench.places import disk_full
+
+        full = disk_full(e)
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        return 1
 
 
 def dispatch(args: argparse.Namespace, kv: dict[str, Any]) -> int:
