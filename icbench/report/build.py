@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icbench.redact import redact
 from icbench.report import aggregate, evaluation, pareto, plots, tables
 from icbench.report.environment import MACHINE_COLUMNS, machine_rows
 from icbench.report.liveness import liveness_markdown
@@ -252,7 +253,7 @@ def summary_markdown(
         lines.append("## Study file contents\n")
         lines.append(
             "<details><summary>study YAML as run</summary>\n\n```yaml\n"
-            + str(yaml_text).rstrip()
+            + redact(str(yaml_text)).rstrip()  # stored masked; older studies may hold a password
             + "\n```\n\n</details>\n"
         )
     return "\n".join(lines)

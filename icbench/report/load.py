@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from icbench.dbserver import connect_args, connection_error, is_server_url, safe_url
 from icbench.errors import IcbenchError
+from icbench.places import journal_problem, sqlite_problem
+from icbench.redact import mask_url
 from icbench.report.environment import machine_label, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING, after_search_records
 
@@ -133,9 +135,9 @@ class StudyData:
 def describe_storage(storage: StorageLike) -> str:
     """A printable name for a storage: its URL or path, or its class name for a storage object."""
     if isinstance(storage, (str, os.PathLike)):
-        return os.fspath(storage)
+        return mask_url(os.fspath(storage))
     url = getattr(storage, "url", None)
-    return str(url) if url else type(storage).__name__
+    return mask_url(str(url)) if url else type(storage).__name__
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -252,7 +254,10 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
     elif "://" in text:
         path = _sqlite_path(text)
         if path is not None and not Path(path).is_file():
-            raise StorageError(f"no storage file at {path} (from {text})")
+            raise StorageError(f"no storage file at {path} (from {mask_url(text)})")
+        problem = sqlite_problem(path, write=False) if path is not None else None
+        if problem:  # what is wrong with the file, rather than what SQLAlchemy makes of it
+            raise StorageError(problem)
         rdb = with_retries(lambda: _open_rdb(text))
         return rdb, rdb.engine.dispose
     path = Path(text)
@@ -265,6 +270,9 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
         return rdb, rdb.engine.dispose
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+    problem = journal_problem(path, write=False)
+    if problem:
+        raise StorageError(f"{problem} (and not an SQLite database)" if path.stat().st_size else problem)
     try:
         journal = JournalStorage(JournalFileBackend(str(path)))
     except Exception as exc:

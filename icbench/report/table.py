@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from icbench.errors import IcbenchError
+from icbench.redact import mask_url
 from icbench.report.load import load_study, open_storage, with_retries
 from icbench.study_attrs import FINGERPRINT_ATTR
 
@@ -100,7 +101,7 @@ def table_frame(url: str, study_name: str, rows: Sequence[str] | None = None) ->
     assert trials is not None
     col = f"attr_{ROW_ATTR}"
     if col not in trials:
-        raise IcbenchError(f"study {study_name!r} in {url} is not a table (no trial has `{ROW_ATTR}`)")
+        raise IcbenchError(f"study {study_name!r} in {mask_url(url)} is not a table (no trial has `{ROW_ATTR}`)")
     settled = trials[trials[col].notna() & ~trials["status"].isin(["interrupted", "duplicate", "waiting"])]
     settled = settled[settled["state"] != "WAITING"]
     by_row = settled.drop_duplicates(col, keep="last").set_index(col, drop=False)
