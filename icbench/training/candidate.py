@@ -33,6 +33,7 @@ from icbench.training.config import CandidateConfig
 from icbench.training.init import initialise
 from icbench.training.loop import (
     EpochCallback,
+    FitResult,
     evaluate,
     fit,
     num_threads,
@@ -40,6 +41,7 @@ from icbench.training.loop import (
     resolve_device,
     seed_everything,
 )
+from icbench.training.resume import UNTRAINED_FIELDS, CheckpointFolder, fingerprint
 from icbench.training.teacher import Teacher, cached_teacher, checkpoint_teacher, teacher_spec
 from icbench.training.wld import WLDObjective
 from icbench.units import LIVENESS_BATCH, calibrate_units, median_delta, unit_deltas
@@ -85,6 +87,10 @@ METRIC_KEYS = (
     "unit_delta",
     "unit_deltas",
     "machine",
+    "resumed_from_epoch",
+    "epochs_retrained",
+    "checkpoint_note",
+    "checkpoint_time_s",
 )
 
 #: Training images the units' thresholds are calibrated on (`unit_init: data`).
@@ -201,8 +207,21 @@ def train_candidate(
     cost: Cost | Mapping[str, Any] | None = None,
     evaluate_test: bool = True,
     weights_path: str | os.PathLike[str] | None = None,
+    checkpoint: CheckpointFolder | None = None,
+    checkpoint_every: int = 1,
 ) -> dict[str, Any]:
     """Build, cost and train one candidate (with or without WLD) and report its metrics.
+
+    Resumable: with a `checkpoint` folder the run continues from the checkpoint there when it is this
+    candidate's (`candidate_fingerprint`), exactly as if never stopped, and writes one every
+    `checkpoint_every` epochs (`icbench.training.loop.fit`, `icbench.training.resume`). The units'
+    data calibration (`unit_init: data`) runs only on a fresh start: a checkpoint restores it.
+
+    Data-parallel: called in every worker of an initialised `torch.distributed` process group of N > 1
+    workers (as Ray Train's `TorchTrainer` does), it trains data-parallel (`fit`); `batch_size` is the
+    global batch. Every worker returns the same keys and the same training metrics; the fields measured
+    on rank 0 only (test_acc, test_evaluated, unit_delta, unit_deltas, checkpoint_time_s) are None or 0
+    on the others, and only rank 0 saves `weights_path` and writes checkpoints.
 
     Args:
         config: a `CandidateConfig` or a dict for `CandidateConfig.from_dict`.
@@ -214,6 +233,9 @@ def train_candidate(
             teacher's training included) reads the test split.
         weights_path: where to save the final state dict (atomically) when the run trained its
             full budget without diverging, for `evaluate_saved`; None saves nothing.
+        checkpoint: the trial's checkpoint folder (`icbench.training.resume.CheckpointFolder`, e.g.
+            `icbench.objectstore.Folder`); None: no checkpoints.
+        checkpoint_every: epochs between checkpoints (0: none written).
 
     Returns:
         A dict with exactly the keys of `METRIC_KEYS`: val_acc (NaN if diverged), test_acc (NaN if
@@ -225,7 +247,11 @@ def train_candidate(
         n_sites, n_unit_sites, unit_delta (median over the unit sites of δ, how much the trained units
         change their sites' outputs, `icbench.units.unit_deltas`, on the first `LIVENESS_BATCH` validation
         images; None for the basic network or a diverged run) and unit_deltas (δ per site, by module
-        path), machine (`icbench.machine.describe_machine` of the training device).
+        path), machine (`icbench.machine.describe_machine` of the training device),
+        resumed_from_epoch (the checkpoint's epoch the run continued after; 0 when fresh),
+        epochs_retrained (epochs a fault lost: started beyond that checkpoint), checkpoint_note
+        (None, or why a checkpoint in the folder was not used) and checkpoint_time_s (time spent
+        writing checkpoints).
 
     Raises:
         ConfigError, UnknownNameError: invalid config or names (the messages list valid choices).
@@ -260,29 +286,42 @@ def train_candidate(
                 prepare_model(teacher.model, device), config.wld, label_smoothing=config.label_smoothing
             )
         recipe = config.train_config(splits.info.augment)
-        if recipe.unit_init == "data":
-            prepare_model(model, device)
-            calibrate_units(model, calibration_batch(splits, recipe.seed))
-        result = fit(model, splits, recipe, objective=objective, callback=callback)
+
+        def calibrate(net: nn.Module) -> None:  # on a fresh start only: a checkpoint restores it
+            calibrate_units(net, calibration_batch(splits, recipe.seed))
+
+        rank, world = _rank_world()
+        result: FitResult = fit(
+            model,
+            splits,
+            recipe,
+            objective=objective,
+            callback=callback,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            fingerprint=candidate_fingerprint(config),
+            on_fresh_start=calibrate if recipe.unit_init == "data" else None,
+            distributed=world > 1,
+        )
         deltas: dict[str, float] | None = None
-        if placement.unit != "conv" and placement.n_units and not result.diverged:
+        if placement.unit != "conv" and placement.n_units and not result.diverged and rank == 0:
             x, _ = next(iter(splits.val.batches(LIVENESS_BATCH)))
             deltas = {k: round(v, 6) for k, v in unit_deltas(model, x).items()}
         test_acc: float | None = None
-        if evaluate_test:
+        if evaluate_test and rank == 0:
             test_acc = (
                 float("nan")
                 if result.diverged
                 else evaluate(model, splits.test, batch_size=2 * recipe.batch_size)
             )
-        if weights_path is not None and result.stop_reason is None:
+        if weights_path is not None and result.stop_reason is None and rank == 0:
             save_weights(model, weights_path)
         machine = describe_machine(device)
 
     metrics = {
         "val_acc": result.val_acc,
         "test_acc": test_acc,
-        "test_evaluated": END_OF_TRAINING if evaluate_test else None,
+        "test_evaluated": END_OF_TRAINING if evaluate_test and rank == 0 else None,
         "macs": cost.macs,
         "params": cost.params,
         "params_trainable": cost.params_trainable,
@@ -307,11 +346,30 @@ def train_candidate(
         "unit_delta": median_delta(deltas) if deltas is not None else None,
         "unit_deltas": deltas,
         "machine": machine,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "epochs_retrained": result.epochs_retrained,
+        "checkpoint_note": result.checkpoint_note,
+        "checkpoint_time_s": result.checkpoint_time_s,
     }
     assert tuple(metrics) == METRIC_KEYS
     if result.diverged:
         assert math.isnan(metrics["val_acc"])
     return metrics
+
+
+def candidate_fingerprint(config: CandidateConfig) -> str:
+    """What identifies a candidate's checkpoints: a hash of its config less the fields that do not change
+    what is trained (`icbench.training.resume.UNTRAINED_FIELDS`: device, threads, teacher cache, ...)."""
+    return fingerprint(config.to_dict(), drop=UNTRAINED_FIELDS)
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the default `torch.distributed` process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def calibration_batch(splits: Splits, seed: int) -> torch.Tensor:

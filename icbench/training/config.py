@@ -147,6 +147,8 @@ class CandidateConfig(Recipe):
         latency: measure inference latency as part of the cost.
         cache_dir: where trained teachers are cached.
         wld: weak logit distillation settings (a dict or a bool in `from_dict`).
+        sync_bn: with several data-parallel workers, normalise BatchNorm over the global batch
+            (`torch.nn.SyncBatchNorm`; CUDA only) instead of each worker's slice.
     """
 
     dataset: str = "mnist5k"
@@ -169,6 +171,7 @@ class CandidateConfig(Recipe):
     latency: bool = True
     cache_dir: str = "runs/.teachers"
     wld: WLDConfig = field(default_factory=WLDConfig)
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         self.wld = WLDConfig.from_dict(self.wld)  # type: ignore[arg-type]
@@ -216,6 +219,7 @@ class CandidateConfig(Recipe):
             seed=int(self.seed),
             num_threads=self.num_threads,
             time_budget_s=self.time_budget_s,
+            sync_bn=bool(self.sync_bn),
         )
 
     def teacher_train_config(self, augment_default: bool) -> TrainConfig:
@@ -229,7 +233,9 @@ class CandidateConfig(Recipe):
         if self.wld.teacher_epochs is not None:
             overrides["epochs"] = int(self.wld.teacher_epochs)
         teacher = TrainConfig.checked(
-            dataclasses.replace(student, seed=int(self.wld.teacher_seed), time_budget_s=None, **overrides),
+            dataclasses.replace(
+                student, seed=int(self.wld.teacher_seed), time_budget_s=None, sync_bn=False, **overrides
+            ),
             prefix="wld.teacher_recipe.",
         )
         teacher.augment = teacher.resolve_augment(augment, augment_default)
@@ -239,12 +245,14 @@ class CandidateConfig(Recipe):
 @dataclass
 class TrainConfig(Recipe):
     """The recipe the training loop (`icbench.training.loop.fit`) runs: a `Recipe` with augmentation
-    resolved, a seed, a thread count and an optional wall-clock budget."""
+    resolved, a seed, a thread count, an optional wall-clock budget, and whether data-parallel workers
+    synchronise BatchNorm (`sync_bn`: `torch.nn.SyncBatchNorm`, CUDA only; a teacher never does)."""
 
     augment: bool = False
     seed: int = 0
     num_threads: int | None = None
     time_budget_s: float | None = None
+    sync_bn: bool = False
 
     @staticmethod
     def checked(config: TrainConfig, prefix: str = "") -> TrainConfig:

@@ -15,6 +15,7 @@ CPU reading the loss costs nothing, so it is checked every step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -28,8 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from icbench.data import Split, Splits, TensorSplit
+from icbench.errors import ConfigError
 from icbench.recipe import SCHEDULES
 from icbench.training.config import TrainConfig
+from icbench.training.resume import (
+    CHECKPOINT_FORMAT,
+    CheckpointFolder,
+    Resume,
+    get_rng_state,
+    read_resume,
+    set_rng_state,
+    write_progress,
+    write_state,
+)
+from icbench.training.resume import fingerprint as resume_fingerprint
 from icbench.units import unit_parameters
 
 __all__ = [
@@ -200,20 +213,9 @@ class _EMA:
                 e.copy_(v)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
     """Top-1 accuracy of `model` on `split`, in eval mode (one host-device sync at the end)."""
-    was_training = model.training
-    model.eval()
-    device = split.device
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    total = 0
-    with _autocast(device):
-        for x, y in split.batches(batch_size, memory_format=_memory_format(device)):
-            correct += (model(x).argmax(dim=1) == y).sum()
-            total += y.shape[0]
-    model.train(was_training)
-    return float(correct.item()) / max(1, total)
+    return _accuracy(model, split, batch_size, _Workers())
 
 
 def _cross_entropy(label_smoothing: float) -> Objective:
@@ -229,13 +231,21 @@ class FitResult:
 
     Attributes:
         val_acc: validation accuracy of the final model (NaN when diverged).
-        epochs_done: completed epochs.
+        epochs_done: completed epochs (those of a run it resumed included).
         curve: one record per completed epoch: epoch (1-based), train_loss (mean over the epoch's
-            batches), val_acc, epoch_time_s (training and the validation pass).
+            batches; with several workers, over every worker's batches), val_acc, epoch_time_s
+            (training and the validation pass).
         diverged: the loss became non-finite.
         stop_reason: None (full budget), "diverged" or "time_budget" (checked after every step; a
             run stopped inside an epoch is validated once more, but that epoch is not recorded).
-        train_time_s: wall time of the loop, evaluations included.
+        train_time_s: wall time of the loop, evaluations included (with a resumed run's earlier time).
+        resumed_from_epoch: the checkpoint's epoch the run continued after (0: started afresh).
+        epochs_retrained: epochs started beyond that checkpoint before the run was stopped: the
+            work a fault lost (`icbench.training.resume`).
+        checkpoint_note: None, or why a checkpoint in the folder was not used.
+        checkpoint_time_s: time spent writing checkpoints and progress records (a resumed run's
+            earlier writes included); on workers other than rank 0, 0.
+        checkpoint_bytes: size of the last checkpoint written by this call (0 if none).
     """
 
     val_acc: float
@@ -244,12 +254,96 @@ class FitResult:
     diverged: bool = False
     stop_reason: str | None = None
     train_time_s: float = 0.0
+    resumed_from_epoch: int = 0
+    epochs_retrained: int = 0
+    checkpoint_note: str | None = None
+    checkpoint_time_s: float = 0.0
+    checkpoint_bytes: int = 0
 
 
 def _generator(split: Split, seed: int) -> torch.Generator:
     # Tensor splits draw order and augmentation on their own device; DataLoaders need a CPU generator.
     device = split.device if isinstance(split, TensorSplit) else torch.device("cpu")
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def _to_cpu(obj: Any) -> Any:
+    """`obj` with every tensor copied to the CPU (a checkpoint readable on any device)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+@dataclass
+class _Workers:
+    """The data-parallel group `fit` trains over (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    def sum(self, values: list[float] | torch.Tensor, device: torch.device) -> list[float]:
+        """Element-wise sum over the workers (the values themselves with one worker)."""
+        t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float64)
+        if self.world == 1:
+            return [float(v) for v in t.reshape(-1).tolist()]
+        import torch.distributed as dist
+
+        t = t.detach().to(device=device, dtype=torch.float64).reshape(-1).clone()
+        dist.all_reduce(t)
+        return [float(v) for v in t.tolist()]
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        return self.sum([float(flag)], device)[0] > 0
+
+
+def _workers(distributed: bool, config: TrainConfig, device: torch.device) -> _Workers:
+    if config.sync_bn and not distributed:
+        raise ConfigError(
+            "sync_bn synchronises BatchNorm across workers: it needs several workers", field="sync_bn"
+        )
+    if not distributed:
+        return _Workers()
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ConfigError("data-parallel training needs an initialised torch.distributed process group")
+    workers = _Workers(dist.get_rank(), dist.get_world_size())
+    if config.batch_size % workers.world:
+        raise ConfigError(
+            f"batch_size {config.batch_size} (the global batch) must divide by the {workers.world} workers",
+            field="batch_size",
+        )
+    if config.sync_bn and workers.world > 1 and device.type != "cuda":
+        raise ConfigError(
+            "sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU (gloo); leave it off",
+            field="sync_bn",
+        )
+    return workers
+
+
+def _correct_total(model: nn.Module, split: Split, batch_size: int, workers: _Workers) -> list[float]:
+    """(correct, total) over `split`, each worker taking every world-th batch, summed over the workers."""
+    was_training = model.training
+    model.eval()
+    device = split.device
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    with torch.no_grad(), _autocast(device):
+        for i, (x, y) in enumerate(split.batches(batch_size, memory_format=_memory_format(device))):
+            if i % workers.world == workers.rank:
+                correct += (model(x).argmax(dim=1) == y).sum()
+                total += y.shape[0]
+    model.train(was_training)
+    return workers.sum([float(correct.item()), float(total)], device)
+
+
+def _accuracy(model: nn.Module, split: Split, batch_size: int, workers: _Workers) -> float:
+    correct, total = _correct_total(model, split, batch_size, workers)
+    return correct / max(1.0, total)
 
 
 def fit(
@@ -260,10 +354,34 @@ def fit(
     objective: Objective | None = None,
     callback: EpochCallback | None = None,
     eval_batch_size: int | None = None,
+    checkpoint: CheckpointFolder | None = None,
+    checkpoint_every: int = 1,
+    fingerprint: str | None = None,
+    on_fresh_start: Callable[[nn.Module], Any] | None = None,
+    distributed: bool = False,
 ) -> FitResult:
     """Train `model` on `splits.train`, validating on `splits.val` after every epoch.
 
     The model is moved to the splits' device (channels_last on CUDA) and left there, trained.
+
+    Checkpoints: with a `checkpoint` folder the run first looks there. A checkpoint of the same
+    `fingerprint` is continued from exactly (weights, momentum, step, data-order and augmentation
+    generator, global generators, EMA, curve, time spent; see `icbench.training.resume`): on the CPU
+    with one thread the resumed run ends bit for bit where an uninterrupted one would. Otherwise the run
+    starts from epoch 0 (a foreign or unreadable checkpoint is never loaded; `checkpoint_note` says why).
+    Every `checkpoint_every`-th epoch and the last one then write a checkpoint (replacing the last one)
+    before `callback` is called, and every epoch's start is recorded (`progress.json`), so a later run
+    knows how many epochs a fault cost (`epochs_retrained`).
+
+    Data-parallel (`distributed=True` in a process group of N > 1 workers, one `fit` per worker):
+    `config.batch_size` is the global batch. Every worker draws the same global batch (one generator
+    seeded alike, the same augmentation) and trains on its slice [r·B/N, (r+1)·B/N) under
+    `DistributedDataParallel`, which averages the gradients: the gradient is the mean over the global
+    batch, as with one worker, so the learning rate is the one-worker learning rate for the same global
+    batch (no scaling). BatchNorm normalises each worker's slice (B/N samples) unless `sync_bn`
+    (CUDA only) synchronises it; running statistics are rank 0's (DDP broadcasts buffers). train_loss
+    and validation are over all workers, so every worker returns the same curve. Only rank 0 writes the
+    checkpoint and progress; every worker reads the checkpoint to resume.
 
     Args:
         model: the network (its initialisation is the caller's: seed before building it).
@@ -272,17 +390,42 @@ def fit(
         objective: the loss (default: cross-entropy with the recipe's label smoothing).
         callback: called after every epoch with the epoch's record; may raise to abort the run.
         eval_batch_size: batch size of the validation passes (default 2 × batch_size).
+        checkpoint: where the run's checkpoint lives (None: no checkpoints).
+        checkpoint_every: epochs between checkpoints (0: none written; the folder is still read).
+        fingerprint: what identifies the run's checkpoints (default: a hash of `config` less the
+            thread count and time budget); the number of workers is always added.
+        on_fresh_start: called with the model (on its device) before training when the run starts from
+            epoch 0, not when it resumes (e.g. calibrating the units: the checkpoint restores them).
+        distributed: train data-parallel over the initialised default process group.
 
     Returns:
         A `FitResult`. Divergence and a spent time budget end the run early without raising.
+
+    Raises:
+        ConfigError: checkpoint_every < 0, a global batch that does not divide by the workers, sync_bn
+            without several workers or on the CPU, `distributed` without a process group.
     """
+    if int(checkpoint_every) < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0, got {checkpoint_every}", field="checkpoint_every")
     device = splits.train.device
     fmt = _memory_format(device)
+    workers = _workers(distributed, config, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if fingerprint is None:
+        fingerprint = resume_fingerprint(dataclasses.asdict(config), drop=("num_threads", "time_budget_s"))
+    fingerprint = resume_fingerprint({"run": fingerprint, "workers": workers.world})
+    writing = checkpoint is not None and checkpoint_every > 0 and workers.rank == 0
     with num_threads(config.num_threads):
+        resume = _read_checkpoint(model, checkpoint, fingerprint, workers, device)
+        state = resume.state
+        if state is None and on_fresh_start is not None:
+            prepare_model(model, device)
+            on_fresh_start(model)
         seed_everything(config.seed)
         prepare_model(model, device)
+        if config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         loss_fn = objective or _cross_entropy(config.label_smoothing)
         optimizer = torch.optim.SGD(
             param_groups(model, config.weight_decay, config.unit_lr_mult),
@@ -298,22 +441,55 @@ def fit(
         else:
             warmup_steps = int(round(config.warmup_fraction * total_steps))
         warmup_steps = min(warmup_steps, total_steps)
-        # Compiled once per run: drop_last keeps every training batch one shape, so nothing recompiles.
-        # Validation runs the eager module (its last batch is ragged).
-        forward = torch.compile(model) if config.compile else model
         ema = _EMA(model, config.ema_decay) if config.ema_decay > 0 else None
         evaluated = ema.model if ema is not None else model
         eval_bs = eval_batch_size or 2 * config.batch_size
         on_cpu = device.type == "cpu"
 
-        result = FitResult(val_acc=float("nan"), epochs_done=0)
+        result = FitResult(
+            val_acc=float("nan"),
+            epochs_done=0,
+            resumed_from_epoch=resume.epoch,
+            epochs_retrained=resume.epochs_retrained,
+            checkpoint_note=resume.note,
+        )
+        step, earlier_s, first_epoch = 0, 0.0, 0
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            if ema is not None:
+                ema.model.load_state_dict(state["ema"])
+                ema.updates = int(state["ema_updates"])
+            step, first_epoch = int(state["step"]), int(state["epoch"])
+            earlier_s = float(state["train_time_s"])
+            result.curve = list(state["result"]["curve"])
+            result.epochs_done = int(state["result"]["epochs_done"])
+            result.val_acc = float(state["result"]["val_acc"])
+            if workers.rank == 0:
+                result.checkpoint_time_s = float(state["checkpoint_time_s"])
+            set_rng_state(state["rng"])  # last: nothing above may draw from the global generators
+        net: nn.Module = model
+        if workers.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+            net = DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+        # Compiled once per run: drop_last keeps every training batch one shape, so nothing recompiles.
+        # Validation runs the eager module (its last batch is ragged).
+        forward = torch.compile(net) if config.compile else net
+        share = config.batch_size // workers.world
+        lo, hi = workers.rank * share, (workers.rank + 1) * share
+
         start = time.perf_counter()
-        deadline = start + config.time_budget_s if config.time_budget_s else math.inf
-        step = 0
+        deadline = start + config.time_budget_s - earlier_s if config.time_budget_s else math.inf
         partial = False  # stopped inside an epoch: the model trained past the last record
-        for epoch in range(config.epochs):
+        for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
-            model.train()
+            if writing:
+                assert checkpoint is not None
+                write_progress(checkpoint, epoch + 1, fingerprint)
+                result.checkpoint_time_s += time.perf_counter() - epoch_start
+            net.train()
             loss_sum = torch.zeros((), device=device)
             n_steps = 0
             batches = splits.train.batches(
@@ -325,6 +501,8 @@ def fit(
                 memory_format=fmt,
             )
             for x, y in batches:
+                if workers.world > 1:
+                    x, y = x[lo:hi], y[lo:hi]
                 lr = lr_at(step, total_steps, warmup_steps, config.lr, config.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
@@ -340,36 +518,136 @@ def fit(
                 n_steps += 1
                 loss_sum += loss.detach()
                 checking = on_cpu or n_steps % _CHECK_EVERY == 0
-                if checking and not math.isfinite(float(loss.item() if on_cpu else loss_sum.item())):
-                    result.diverged, result.stop_reason = True, "diverged"
-                    break
-                if time.perf_counter() > deadline:
+                if workers.world == 1:
+                    if checking and not math.isfinite(float(loss.item() if on_cpu else loss_sum.item())):
+                        result.diverged, result.stop_reason = True, "diverged"
+                        break
+                    late = time.perf_counter() > deadline
+                elif checking:  # every worker must stop at the same step: decide together
+                    seen = loss.detach() if on_cpu else loss_sum
+                    total_loss, n_late = workers.sum(
+                        [float(seen), float(time.perf_counter() > deadline)], device
+                    )
+                    if not math.isfinite(total_loss):
+                        result.diverged, result.stop_reason = True, "diverged"
+                        break
+                    late = n_late > 0
+                else:
+                    late = False
+                if late:
                     result.stop_reason, partial = "time_budget", True
                     break
-            if result.stop_reason is None and not math.isfinite(float(loss_sum.item())):
-                result.diverged, result.stop_reason = True, "diverged"
+            if result.stop_reason is None:
+                epoch_loss = workers.sum([float(loss_sum.item())], device)[0] / workers.world
+                if not math.isfinite(epoch_loss):
+                    result.diverged, result.stop_reason = True, "diverged"
             if result.stop_reason is not None:
                 break
-            val_acc = evaluate(evaluated, splits.val, batch_size=eval_bs)
+            val_acc = _accuracy(evaluated, splits.val, eval_bs, workers)
             record = {
                 "epoch": epoch + 1,
-                "train_loss": float(loss_sum.item()) / max(1, n_steps),
+                "train_loss": epoch_loss / max(1, n_steps),
                 "val_acc": val_acc,
                 "epoch_time_s": time.perf_counter() - epoch_start,
             }
             result.curve.append(record)
             result.epochs_done = epoch + 1
             result.val_acc = val_acc
+            if writing and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
+                assert checkpoint is not None
+                t0 = time.perf_counter()
+                result.checkpoint_bytes = write_state(
+                    checkpoint,
+                    _checkpoint_state(
+                        fingerprint, epoch + 1, step, model, optimizer, ema, gen, result,
+                        earlier_s + t0 - start, result.checkpoint_time_s,
+                    ),
+                )  # fmt: skip
+                result.checkpoint_time_s += time.perf_counter() - t0
             if callback is not None:
                 callback(dict(record))
-            if time.perf_counter() > deadline and epoch + 1 < config.epochs:
+            if epoch + 1 < config.epochs and workers.any(time.perf_counter() > deadline, device):
                 result.stop_reason = "time_budget"
                 break
         if ema is not None and not result.diverged:
             model.load_state_dict(ema.model.state_dict())  # the trained model is the averaged one
         if partial:
-            result.val_acc = evaluate(model, splits.val, batch_size=eval_bs)
+            result.val_acc = _accuracy(model, splits.val, eval_bs, workers)
         if result.diverged:
             result.val_acc = float("nan")
-        result.train_time_s = time.perf_counter() - start
+        result.train_time_s = earlier_s + time.perf_counter() - start
     return result
+
+
+def _read_checkpoint(
+    model: nn.Module,
+    folder: CheckpointFolder | None,
+    fingerprint: str,
+    workers: _Workers,
+    device: torch.device,
+) -> Resume:
+    """The checkpoint to continue from, its weights loaded into `model`; every worker the same one."""
+    if folder is None:
+        return Resume(None, None, 0)
+    resume = read_resume(folder, fingerprint)
+    if resume.state is not None:
+        misfit = _misfit(model, resume.state.get("model"))
+        if misfit is None:
+            model.load_state_dict(resume.state["model"])
+        else:  # checked first: a failed load_state_dict leaves the model half overwritten
+            note = f"checkpoint {folder.uri} does not fit the network ({misfit}); started from epoch 0"
+            resume = Resume(None, note, resume.epoch_started)
+    if workers.world > 1:
+        # Workers that read different checkpoints (one written between two reads, a flaky store) would
+        # train different models: then every worker starts afresh.
+        epoch = float(resume.epoch if resume.state is not None else -1)
+        total, squares = workers.sum([epoch, epoch * epoch], device)
+        if squares * workers.world != total * total:  # all equal iff the variance is 0 (same on every worker)
+            note = f"the workers read different checkpoints from {folder.uri}; started from epoch 0"
+            resume = Resume(None, note, resume.epoch_started)
+    return resume
+
+
+def _misfit(model: nn.Module, state: Any) -> str | None:
+    """None if `state` is a state dict of `model` (same keys and shapes), else what differs."""
+    if not isinstance(state, dict):
+        return "no model weights"
+    own = model.state_dict()
+    if set(own) != set(state):
+        diff = sorted(set(own) ^ set(state))
+        return f"{len(diff)} key(s) differ, e.g. {diff[0]!r}"
+    for key, value in own.items():
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != value.shape:
+            return f"{key!r} has another shape"
+    return None
+
+
+def _checkpoint_state(
+    fingerprint: str,
+    epoch: int,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: _EMA | None,
+    gen: torch.Generator,
+    result: FitResult,
+    train_time_s: float,
+    checkpoint_time_s: float,
+) -> dict[str, Any]:
+    """Everything `fit` needs to continue after `epoch` as if never stopped (`icbench.training.resume`)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "step": step,
+        "model": _to_cpu(model.state_dict()),
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "ema": _to_cpu(ema.model.state_dict()) if ema is not None else None,
+        "ema_updates": ema.updates if ema is not None else 0,
+        "generator": gen.get_state(),
+        "generator_device": str(gen.device),
+        "rng": get_rng_state(),
+        "result": {"curve": list(result.curve), "epochs_done": result.epochs_done, "val_acc": result.val_acc},
+        "train_time_s": train_time_s,
+        "checkpoint_time_s": checkpoint_time_s,
+    }
