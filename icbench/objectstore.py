@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from icbench.errors import IcbenchError
 
-__all__ = ["Folder", "ObjectStoreError", "is_uri", "join", "shown"]
+__all__ = ["Folder", "ObjectStoreError", "is_uri", "join", "local_copy", "read_file", "shown", "split", "write_file"]
 
 
 class ObjectStoreError(IcbenchError):
@@ -74,6 +76,53 @@ def join(root: str, *parts: str) -> str:
     base, sep, query = root.partition("?")
     joined = "/".join((base.rstrip("/"), *parts)) if parts else base
     return f"{joined}{sep}{query}"
+
+
+def split(location: str) -> tuple[str, str]:
+    """(the folder, the file name) of a file's local path or URI; a URI's `?query` stays on the folder."""
+    location = str(location)
+    if not is_uri(location):
+        path = Path(_local_path(location))
+        return str(path.parent), path.name
+    base, sep, query = location.partition("?")
+    parent, _, name = base.rstrip("/").rpartition("/")
+    return f"{parent}{sep}{query}", name
+
+
+def write_file(location: str, data: bytes) -> None:
+    """Write one file, by local path or URI, atomically (`Folder.write`)."""
+    parent, name = split(location)
+    Folder(parent).write(name, data)
+
+
+def read_file(location: str) -> bytes | None:
+    """One file's bytes, by local path or URI; None when it does not exist."""
+    parent, name = split(location)
+    return Folder(parent).read(name)
+
+
+@contextmanager
+def local_copy(location: str) -> Iterator[Path | None]:
+    """A local path holding the file at `location` for the duration of the block (None when absent).
+
+    A local path is given as it is; a file in object storage is downloaded into a temporary file, which
+    is deleted afterwards (for readers that need a path, such as `icbench.checkpoints.read_state_dict`).
+    """
+    if not is_uri(str(location)):
+        path = Path(_local_path(str(location)))
+        yield path if path.is_file() else None
+        return
+    data = read_file(location)
+    if data is None:
+        yield None
+        return
+    fd, tmp = tempfile.mkstemp(prefix="icbench-", suffix="-" + split(location)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:

@@ -17,8 +17,10 @@ from icbench.versions import package_versions
 
 def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
     """Trials run in their own working directory on a worker: every path they get must be absolute."""
+    from icbench.objectstore import is_uri
+
     for key in ("dataset_root", "cache_dir"):
-        if cand.get(key):
+        if cand.get(key) and not is_uri(cand[key]):
             cand[key] = str(Path(cand[key]).expanduser().resolve())
     wld = cand.get("wld") or {}
     if wld.get("teacher_checkpoint"):
@@ -26,13 +28,17 @@ def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
     return cand
 
 
-def teacher_cache_dir(loaded: LoadedStudy) -> Path:
-    """Where trials find the WLD teacher: the study's runs folder, or on a cluster the shared
-    `storage_path`, which every node reads, so the cluster trains one teacher, not one per node."""
+def teacher_cache_dir(loaded: LoadedStudy) -> str:
+    """Where trials find the WLD teacher: the study's runs folder, or the `storage_path` (a shared folder
+    or an object-storage URI), which every node reads, so the cluster trains one teacher, not one per node."""
+    from icbench.objectstore import is_uri, join
+
     c = loaded.config
     if c.execution.storage_path:
-        return Path(c.execution.storage_path).expanduser().resolve() / ".teachers"
-    return (Path(c.runs_dir) / ".teachers").resolve()
+        if is_uri(c.execution.storage_path):
+            return join(c.execution.storage_path, ".teachers")
+        return str(Path(c.execution.storage_path).expanduser().resolve() / ".teachers")
+    return str((Path(c.runs_dir) / ".teachers").resolve())
 
 
 #: Cost of a network by architecture, and (cost, canonical placement) by placement request: shared by every

@@ -21,23 +21,31 @@ FINAL_KEY = "icbench_final"
 TEST_SETTINGS = ("chosen", "all", "none")
 
 
-def weights_file(weights_dir: str | Path, trial_number: int) -> Path:
-    """Where trial `trial_number` saves its final weights under a study's weights folder."""
-    return Path(weights_dir) / f"trial_{int(trial_number):05d}.pt"
+def weights_file(weights_dir: str | Path, trial_number: int) -> str:
+    """Where trial `trial_number` saves its final weights under a study's weights folder (a local path,
+    or a URI when the folder is in object storage)."""
+    from icbench.objectstore import join
+
+    return join(str(weights_dir), f"trial_{int(trial_number):05d}.pt")
 
 
-def weights_dir(loaded: LoadedStudy) -> Path | None:
+def weights_dir(loaded: LoadedStudy) -> str | None:
     """Where the trials of a `chosen` study save their final weights (None for other settings).
 
-    Locally: `<runs_dir>/<study>/weights/`. On a cluster (`execution.address`): under the shared
-    `execution.storage_path`, `<storage_path>/<study>/weights/`, which every node and the driver see.
+    Locally: `<runs_dir>/<study>/weights/`. On a cluster (`execution.address`), or whenever
+    `execution.storage_path` is an object-storage URI (`s3://bucket/prefix`): under it,
+    `<storage_path>/<study>/weights/`, which every node and the driver reach.
     """
+    from icbench.objectstore import is_uri, join
+
     c = loaded.config
     if c.evaluation.test != "chosen":
         return None
     ex = c.execution
+    if ex.storage_path and is_uri(ex.storage_path):
+        return join(ex.storage_path, c.name, "weights")
     root = Path(ex.storage_path).expanduser() if ex.address and ex.storage_path else Path(c.runs_dir)
-    return (root / c.name / "weights").resolve()
+    return str((root / c.name / "weights").resolve())
 
 
 def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:

@@ -10,6 +10,7 @@ those weights, so a search can keep the test split out of every trial (DESIGN.md
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -25,9 +26,10 @@ from torch import nn
 from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.cost import Cost, measure_cost, measure_latency
 from icbench.data import DatasetInfo, Splits, TensorSplit, dataset_info, load_dataset
-from icbench.errors import ConfigError
+from icbench.errors import CheckpointError, ConfigError
 from icbench.families import build_model
 from icbench.machine import describe_machine
+from icbench.objectstore import is_uri, local_copy, shown, write_file
 from icbench.placement import Placement, Site, apply, load_basic_weights, make_placement, sites
 from icbench.training.config import CandidateConfig
 from icbench.training.init import initialise
@@ -382,12 +384,18 @@ def calibration_batch(splits: Splits, seed: int) -> torch.Tensor:
     return x
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path | str:
     """Save `model`'s state dict (on the CPU, contiguous) to `path` atomically: a reader sees the whole
-    file or none (written under a temporary name in the same folder, then renamed)."""
+    file or none (written under a temporary name in the same folder, then renamed; in object storage,
+    `path` an `s3://...` URI, one upload that appears only when complete)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if is_uri(str(path)):
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_file(str(path), buffer.getvalue())
+        return str(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -425,7 +433,13 @@ def evaluate_saved(
     """
     config = CandidateConfig.from_dict(config)
     dev = resolve_device(config.device if device is None else device)
-    state = read_state_dict(weights_path, what="trial weights")
+    with local_copy(str(weights_path)) as local:  # downloaded first when in object storage
+        if local is None:
+            raise CheckpointError(f"trial weights {shown(str(weights_path))} does not exist")
+        try:
+            state = read_state_dict(local, what="trial weights")
+        except CheckpointError as e:  # name the file or object, not a temporary copy
+            raise CheckpointError(str(e).replace(str(local), shown(str(weights_path)))) from None
     splits = load_dataset(config.dataset, config.dataset_root, device=dev, **config.dataset_kwargs)
     seed_everything(config.seed)
     model, _, _ = _build(config, splits.info)

@@ -11,8 +11,10 @@ the others wait on the lock and then load it. Files are written under a temporar
 into place (`os.replace` is atomic), so a half-written checkpoint is never visible, and a reader that
 finds both files needs no lock at all.
 
-On a Ray cluster the search puts the cache under the shared `storage_path` (every node mounts it), so the
-cluster trains one teacher, not one per node. The lock is `filelock`'s `flock(2)` lock, which a shared
+On a Ray cluster the search puts the cache under the shared `storage_path` (every node mounts it, or it is
+an object-storage URI such as `s3://bucket/prefix`, read and written through `icbench.objectstore`), so the
+cluster trains one teacher, not one per node. In object storage the lock stays a local file lock
+(`_cached_teacher_in_store`): two nodes may then train the same teacher twice, never load half of one. The lock is `filelock`'s `flock(2)` lock, which a shared
 filesystem coordinates across machines (NFS turns it into a lock held by the server, released when the
 holder's lease lapses if its machine dies); a filesystem without cross-client locks (Lustre without
 `-o flock`) would let two nodes train the same teacher at once, both to the same result, one rename last.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -37,6 +40,7 @@ import icbench
 from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.data import Splits
 from icbench.errors import CheckpointError, IcbenchError
+from icbench.objectstore import Folder, is_uri, join, local_copy, shown
 from icbench.training.config import TEACHER_RECIPE_KEYS, CandidateConfig, TrainConfig
 from icbench.training.loop import evaluate, fit, seed_everything
 
@@ -198,6 +202,8 @@ def cached_teacher(
     """
     from filelock import FileLock
 
+    if is_uri(str(cache_dir)):
+        return _cached_teacher_in_store(spec, str(cache_dir), build_basic=build_basic, splits=splits, recipe=recipe)
     key = teacher_key(spec)
     cache = Path(cache_dir)
     weights, meta = cache / f"{key}.pt", cache / f"{key}.json"
@@ -232,6 +238,87 @@ def cached_teacher(
     model.load_state_dict(state)
     _log_use(cache / f"{key}.uses.jsonl", "loaded")
     return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
+
+
+def _store_lock_path(cache_uri: str, key: str) -> Path:
+    """The local lock file for a teacher cached in object storage (one per store folder and key)."""
+    folder = hashlib.sha256(cache_uri.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / "icbench-teacher-locks" / folder / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cached_teacher_in_store(
+    spec: Mapping[str, Any],
+    cache_uri: str,
+    *,
+    build_basic: Callable[[], nn.Module],
+    splits: Splits,
+    recipe: TrainConfig,
+) -> Teacher:
+    """`cached_teacher` for a cache in object storage (`s3://bucket/prefix/.teachers`).
+
+    The same entries as a local cache (`<key>.json`, then `<key>.pt`, whose presence marks the entry
+    complete; each one upload, visible only once complete, so a half-written teacher is never loaded).
+    Object storage has no locks: the lock is a local file lock, so the trials of one node train the teacher
+    once, but two nodes that both find it missing may each train it (the same spec and seed, so the same
+    teacher up to the device's nondeterminism; the last upload wins). Uses go to `<key>.uses/`, one object
+    per use (objects cannot be appended to).
+    """
+    from filelock import FileLock
+
+    key = teacher_key(spec)
+    store = Folder(cache_uri)
+    weights_name, meta_name = f"{key}.pt", f"{key}.json"
+    if not (store.exists(weights_name) and store.exists(meta_name)):
+        with FileLock(str(_store_lock_path(cache_uri, key))):
+            if not (store.exists(weights_name) and store.exists(meta_name)):
+                state, metrics = train_teacher(build_basic, splits, recipe)
+                record = {
+                    "key": key,
+                    "spec": dict(spec),
+                    **metrics,
+                    "versions": {"icbench": icbench.__version__, "torch": torch.__version__},
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                }
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                store.write(meta_name, json.dumps(record, indent=2, default=str).encode())
+                store.write(weights_name, buffer.getvalue())
+                _log_use_in_store(store, key, "trained")
+                model = build_basic()
+                model.load_state_dict(state)
+                return Teacher(model.eval(), state, key, metrics["val_acc"], "trained", record)
+    where = f"{shown(cache_uri)}/{meta_name}"
+    try:
+        record = json.loads((store.read(meta_name) or b"").decode())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cached teacher metadata {where} is unreadable ({e}); delete it to retrain") from None
+    with local_copy(join(cache_uri, weights_name)) as local:
+        if local is None:
+            raise CheckpointError(f"cached teacher {shown(join(cache_uri, weights_name))} disappeared while reading")
+        try:
+            state = read_state_dict(local, what="cached teacher")
+        except CheckpointError as e:  # name the object, not the temporary copy
+            raise CheckpointError(str(e).replace(str(local), shown(join(cache_uri, weights_name)))) from None
+    model = build_basic()
+    check_state_dict(model, state, source=shown(join(cache_uri, weights_name)))
+    model.load_state_dict(state)
+    _log_use_in_store(store, key, "loaded")
+    return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
+
+
+def _log_use_in_store(store: Folder, key: str, event: str) -> None:
+    """`_log_use` for a cache in object storage: one small object per use under `<key>.uses/`."""
+    import socket
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    line = {"event": event, "time": now.isoformat(timespec="seconds"), "host": socket.gethostname(), "pid": os.getpid()}
+    name = f"{key}.uses/{now.strftime('%Y%m%dT%H%M%S%f')}-{socket.gethostname()}-{os.getpid()}.json"
+    try:
+        store.write(name, json.dumps(line).encode())
+    except OSError:  # a read-only store still serves its teacher
+        pass
 
 
 def checkpoint_teacher(

@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
+from icbench.errors import CheckpointError
 from icbench.objectstore import Folder, ObjectStoreError, is_uri, join
 
 
@@ -81,3 +83,86 @@ def test_credentials_in_a_uri_are_never_shown() -> None:
     with pytest.raises(ObjectStoreError) as e:
         Folder("s3://AKIA:s3cret@/prefix")
     assert "s3cret" not in str(e.value)
+
+
+# ------------------------------------------------------------------------- icbench's files in the store
+
+
+def _tiny_basic() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 64, 4),
+    )
+
+
+def test_teacher_cache_in_object_storage_trains_once_then_loads(s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from icbench.data import load_dataset
+    from icbench.training import TrainConfig
+    from icbench.training import teacher as teacher_mod
+
+    calls: list[int] = []
+    real = teacher_mod.train_teacher
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_mod, "train_teacher", counting)
+    torch.set_num_threads(1)
+    splits = load_dataset("synthetic", n=120, image_size=8, in_chans=3, num_classes=4)
+    recipe = TrainConfig(epochs=1, batch_size=32, lr=0.05)
+    spec = {"family": "tiny", "size": "t", "dataset": "synthetic", "recipe": {"epochs": 1}, "seed": 0}
+    bucket = s3_env.new_bucket()
+    cache = f"s3://{bucket}/study/.teachers"
+
+    first = teacher_mod.cached_teacher(spec, cache, build_basic=_tiny_basic, splits=splits, recipe=recipe)
+    second = teacher_mod.cached_teacher(spec, cache, build_basic=_tiny_basic, splits=splits, recipe=recipe)
+
+    assert (first.source, second.source, len(calls)) == ("trained", "cache", 1)
+    for k, v in first.state_dict.items():
+        assert torch.equal(v, second.state_dict[k]), k
+    key = teacher_mod.teacher_key(spec)
+    keys = s3_env.keys(bucket)
+    assert f"study/.teachers/{key}.pt" in keys and f"study/.teachers/{key}.json" in keys
+    assert sum(k.startswith(f"study/.teachers/{key}.uses/") for k in keys) == 2  # trained, loaded
+    # a corrupt entry is a one-line CheckpointError naming the object, not a pickle traceback
+    Folder(cache).write(f"{key}.pt", b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"{bucket}/study/.teachers/{key}.pt"):
+        teacher_mod.cached_teacher(spec, cache, build_basic=_tiny_basic, splits=splits, recipe=recipe)
+
+
+def test_trial_weights_saved_to_and_evaluated_from_object_storage(s3_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from icbench.families import tiny_size
+    from icbench.search.trainable import weights_file
+    from icbench.training import train_candidate
+    from icbench.training.candidate import evaluate_saved
+
+    cand = {
+        "dataset": "synthetic",
+        "dataset_kwargs": {"n": 160, "image_size": 16, "num_classes": 4},
+        "family": "resnet_cifar",
+        "size": tiny_size("resnet_cifar"),
+        "width": 0.25,
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 0.05,
+        "latency": False,
+        "device": "cpu",
+        "cache_dir": str(tmp_path / "teachers"),
+    }
+    bucket = s3_env.new_bucket()
+    path = weights_file(f"s3://{bucket}/runs/s/weights", 7)
+    assert path == f"s3://{bucket}/runs/s/weights/trial_00007.pt"
+    torch.set_num_threads(1)
+    trained = train_candidate(cand, weights_path=path)
+    assert s3_env.keys(bucket) == ["runs/s/weights/trial_00007.pt"]
+    later = evaluate_saved(cand, path)
+    assert later["test_acc"] == trained["test_acc"]
+    with pytest.raises(CheckpointError, match="trial_00008.pt does not exist"):
+        evaluate_saved(cand, weights_file(f"s3://{bucket}/runs/s/weights", 8))
+    Folder(f"s3://{bucket}/runs/s/weights").write("trial_00009.pt", b"\x00garbage")
+    with pytest.raises(CheckpointError, match=f"s3://{bucket}/runs/s/weights/trial_00009.pt: not a weights-only"):
+        evaluate_saved(cand, weights_file(f"s3://{bucket}/runs/s/weights", 9))
