@@ -166,3 +166,62 @@ def test_trial_weights_saved_to_and_evaluated_from_object_storage(s3_env, tmp_pa
     Folder(f"s3://{bucket}/runs/s/weights").write("trial_00009.pt", b"\x00garbage")
     with pytest.raises(CheckpointError, match=f"s3://{bucket}/runs/s/weights/trial_00009.pt: not a weights-only"):
         evaluate_saved(cand, weights_file(f"s3://{bucket}/runs/s/weights", 9))
+
+
+# ----------------------------------------------------------------------- a whole study, storage in S3
+
+S3_STUDY = """
+dataset: {{name: synthetic, kwargs: {{n: 240, image_size: 16, num_classes: 4}}}}
+family: {{name: resnet_cifar, size: {size}, width: 0.25}}
+sampler: {{name: random, seed: 0}}
+n_trials: 2
+budget: {{epochs: 1}}
+training: {{batch_size: 32, lr: 0.05}}
+wld: {{teacher_epochs: 1}}
+evaluation: {{test: chosen}}
+execution: {{cpus_per_trial: 1, max_concurrent: 1, num_cpus: 2, storage_path: "s3://{bucket}/cluster"}}
+enqueue: [{{unit: ic, wld: true}}, {{unit: conv, wld: false}}]
+"""
+S3_SPACE = """
+params:
+  unit: {type: categorical, choices: [ic, conv]}
+  wld: {type: categorical, choices: [true, false], when: {unit: [ic]}}
+"""
+
+
+@pytest.mark.slow
+def test_a_study_with_storage_in_s3_leaves_weights_teacher_and_ray_results_in_the_bucket(
+    s3_server, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """`execution.storage_path: s3://...` with a local Ray, as a user runs it (`icbench run`, a fresh
+    process whose Ray workers inherit the AWS_* variables): everything icbench and Ray Tune keep under
+    storage_path lands in the bucket, listed here with boto3."""
+    import subprocess
+    import sys
+
+    import optuna
+    from search_helpers import write_study
+
+    from icbench.families import tiny_size
+
+    bucket = s3_server.new_bucket()
+    path = write_study(tmp_path, S3_STUDY.format(bucket=bucket, size=tiny_size("resnet_cifar")), S3_SPACE)
+    env = {**os.environ, **s3_server.environment(), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "icbench", "run", str(path)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    keys = s3_server.keys(bucket)
+    assert {"cluster/s/weights/trial_00000.pt", "cluster/s/weights/trial_00001.pt"} <= set(keys), keys
+    teachers = [k for k in keys if k.startswith("cluster/.teachers/") and k.endswith(".pt")]
+    assert len(teachers) == 1, keys  # trained once by the WLD trial, in the bucket
+    assert any(k.startswith("cluster/") and "experiment_state" in k for k in keys), keys  # Ray Tune's own
+    assert not (tmp_path / "runs" / "s" / "weights").exists()  # nothing of it on the local disk
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}")
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    # the chosen trials were evaluated on the test split after the search, from their weights in S3
+    evaluated = [v for k, v in study.user_attrs.items() if k.startswith("test_eval")]
+    assert evaluated and all(e["test_acc"] is not None for e in evaluated), evaluated
+    assert all(e["weights"].startswith(f"s3://{bucket}/cluster/s/weights/") for e in evaluated)
