@@ -427,6 +427,10 @@ class Dataset(ABC):
     def load(self, root: Path | None, *, seed: int, device: torch.device, **options: Any) -> Splits:
         """Read the data and return its fixed splits on `device`."""
 
+    def check_present(self, root: Path | None) -> None:  # noqa: B027 - optional hook, nothing by default
+        """Raise `DatasetError` naming the expected layout and files when what `load` reads is not under
+        `root` (cheap: file names only, nothing is read). Datasets that read no files do nothing."""
+
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
 

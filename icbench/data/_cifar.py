@@ -104,14 +104,24 @@ class CifarDataset(Dataset):
             raise DatasetError(f"dataset {self.name!r} needs a root directory containing {expected}")
         root = Path(root)
         base = root if root.name == self.folder else root / self.folder
+        get = self.how_to_get(root.parent if root.name == self.folder else root)
         if not base.is_dir():
-            raise DatasetError(f"dataset {self.name!r}: {base} does not exist; expected {root}/{expected}")
+            raise DatasetError(
+                f"dataset {self.name!r}: {base} does not exist; expected {root}/{expected}; {get}"
+            )
         missing = [f for f in (*self.train_files, self.test_file, self.meta_file) if not (base / f).is_file()]
         if missing:
             raise DatasetError(
-                f"dataset {self.name!r}: {base} lacks {', '.join(missing)}; expected {expected}"
+                f"dataset {self.name!r}: {base} lacks {', '.join(missing)}; expected {expected}; {get}"
             )
         return base
+
+    def how_to_get(self, root: Path) -> str:
+        """How a user gets the files (the `icbench data` command runs torchvision's downloader)."""
+        return f"to download it (needs internet): icbench data {self.name} --root {root}"
+
+    def check_present(self, root: Path | None) -> None:
+        self._dir(root)
 
     def info(self, root: Path | None, **options: Any) -> DatasetInfo:
         self.options(options)

@@ -20,9 +20,12 @@ from icbench.search.resources import check_local_resources
 from icbench.search.samplers import make_sampler
 from icbench.search.schema import CategoricalParam, FloatParam, IntParam, LoadedStudy, MaskParam
 from icbench.search.space import mask_length
-from icbench.search.storage import check_server, resolve_url
+from icbench.search.storage import check_storage, resolve_url, storage_url
 
-__all__ = ["N_PROBE", "Checked", "check_data_present", "check_environment", "check_study", "mask_length"]
+__all__ = [
+    "N_PROBE", "Checked", "check_data_present", "check_environment", "check_resume", "check_run", "check_study",
+    "mask_length",
+]  # fmt: skip
 
 #: How many random points of the space are built and costed to validate it (and for the dry run's range).
 N_PROBE = 8
@@ -221,9 +224,16 @@ def _unknown(kind: str, value: Any, reg: Any) -> str:
 
 
 def _check_dataset(loaded: LoadedStudy) -> None:
-    from icbench.data import dataset_info
+    from icbench.data import DATASETS, dataset_info
 
     d = loaded.config.dataset
+    if d.root is not None and d.name in DATASETS and not getattr(DATASETS.get(d.name), "needs_root", False):
+        raise ConfigError(  # set, but nothing would read it: refused, not ignored
+            f"dataset {d.name!r} ships its data and reads no directory; remove dataset.root "
+            f"(datasets read from disk: {', '.join(sorted(n for n in DATASETS if DATASETS.get(n).needs_root))})",
+            source=str(loaded.study_path),
+            field="dataset.root",
+        )
     try:
         dataset_info(d.name, d.root, **d.kwargs)
     except ConfigError as e:  # an option: its field is `dataset_kwargs.<option>`
@@ -233,11 +243,37 @@ def _check_dataset(loaded: LoadedStudy) -> None:
         raise ConfigError(str(e), source=str(loaded.study_path), field="dataset.root") from None
 
 
-def check_data_present(loaded: LoadedStudy) -> None:
-    """A local run's dataset root exists, for datasets read from disk (cifar10, cifar100, imagefolder).
+def check_run(loaded: LoadedStudy) -> list[str]:
+    """Every check of the environment a run makes before it trains, in the order the run makes them: the
+    dataset's files, the storage (database driver, server, and an existing study's fingerprint) and the
+    per-trial resources against this machine. `run` and the dry run (`validate`, `run --dry-run`) both
+    call this one function after `check_study`, so they cannot disagree on a study.
 
-    Not part of `check_study`: the dry run checks a study on a machine that may not hold the data. On a
-    cluster (`execution.address`) the workers read the data, so it is not checked on the driver.
+    Returns:
+        One line per check that was not made here, saying which and why (empty when all were made).
+
+    Raises:
+        ConfigError: naming the study file and the field (`dataset.root`, `storage`, `execution.*`).
+    """
+    skipped = [note for note in (check_data_present(loaded),) if note]
+    check_environment(loaded)
+    check_resume(loaded, storage_url(loaded))
+    if loaded.config.execution.address:
+        skipped.append(
+            f"the trials' resources on the Ray cluster at {loaded.config.execution.address}: `run` checks "
+            "them after connecting (the dry run starts no Ray)"
+        )
+    return skipped
+
+
+def check_data_present(loaded: LoadedStudy) -> str | None:
+    """A local run's dataset files are where the study says, for datasets read from disk (cifar10,
+    cifar100, imagefolder): the expected layout and files, and how to get them, when they are not.
+
+    On a cluster (`execution.address`) the workers read the data, so it is not checked on the driver.
+
+    Returns:
+        Why the check was skipped, or None when it was made (or there is nothing to check).
 
     Raises:
         ConfigError: naming the study file and `dataset.root`.
@@ -245,10 +281,13 @@ def check_data_present(loaded: LoadedStudy) -> None:
     from icbench.data import DATASETS
 
     c = loaded.config
-    if c.execution.address or _searched(loaded, {"dataset", "dataset_root"}):
-        return
-    if not getattr(DATASETS.get(c.dataset.name), "needs_root", False):
-        return
+    if c.execution.address:
+        return "the dataset files: the cluster's workers read them (execution.address), not this machine"
+    if _searched(loaded, {"dataset", "dataset_root"}):
+        return "the dataset files: the search space sets the dataset; each trial loads its own"
+    dataset = DATASETS.get(c.dataset.name)
+    if not getattr(dataset, "needs_root", False):
+        return None
     if c.dataset.root is None:
         raise ConfigError(
             f"dataset {c.dataset.name!r} is read from disk: give its directory as dataset.root "
@@ -257,31 +296,26 @@ def check_data_present(loaded: LoadedStudy) -> None:
             field="dataset.root",
         )
     root = Path(c.dataset.root).expanduser()
-    if not root.is_dir():
-        raise ConfigError(
-            f"dataset root {c.dataset.root} ({root.resolve()}) does not exist or is not a directory",
-            source=str(loaded.study_path),
-            field="dataset.root",
-        )
+    try:
+        dataset(c.dataset.name).check_present(root)  # names the expected layout and files
+        if not root.is_dir():
+            raise IcbenchError(
+                f"dataset root {c.dataset.root} ({root.resolve()}) does not exist or is not a directory"
+            )
+    except IcbenchError as e:
+        raise ConfigError(str(e), source=str(loaded.study_path), field="dataset.root") from None
+    return None
 
 
 def check_environment(loaded: LoadedStudy) -> None:
     """What a run needs of this machine, checked before anything is written: the storage URL's database
     driver is installed and its server accepts a connection, and a local run's per-trial CPUs, GPUs and
-    device exist here.
-
-    Not part of `check_study`, like `check_data_present`: the dry run checks a study on a machine that
-    may not be the one that runs it. A cluster run's resources are checked after connecting.
+    device exist here. Part of `check_run`; a cluster run's resources are checked after connecting.
 
     Raises:
         ConfigError: naming the study file and the field (`storage`, `execution.*`).
     """
-    if loaded.config.storage:
-        try:
-            resolve_url(loaded.config.storage)
-            check_server(loaded.config.storage)
-        except ConfigError as e:
-            raise ConfigError(e.detail, source=str(loaded.study_path), field=e.field) from None
+    check_storage(loaded)  # its files and folders, the password variable, the driver, the server
     check_storage_path(loaded, reach=True)
     check_local_resources(loaded)
 
@@ -311,6 +345,48 @@ def check_storage_path(loaded: LoadedStudy, *, reach: bool) -> None:
                 "variables (docs/cluster.md)",
                 **where,
             )
+
+
+def check_resume(loaded: LoadedStudy, url: str) -> None:
+    """When the study already exists in its storage: its experiment fingerprint is the current one (the
+    check `open_study` makes before a resume). Writes nothing: a storage that does not exist yet (no
+    SQLite or journal file, no Optuna tables on the server) holds no study to check.
+
+    Raises:
+        ConfigError: listing each changed field, as a resume would.
+    """
+    import optuna
+
+    from icbench.dbserver import is_server_url
+    from icbench.search.fingerprint import check_stored
+    from icbench.search.storage import make_storage
+
+    url = resolve_url(url)
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and not Path(url[len(prefix) :]).exists():
+            return
+    if is_server_url(url) and not _has_optuna_tables(url):
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(url, create=False)
+    name = loaded.config.name
+    if name not in optuna.get_all_study_names(storage):
+        return
+    attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
+    check_stored(loaded, attrs, url=url)
+
+
+def _has_optuna_tables(url: str) -> bool:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    from icbench.dbserver import connect_args
+
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args(url))
+    try:
+        return bool(inspect(engine).has_table("studies"))
+    finally:
+        engine.dispose()
 
 
 def _searched(loaded: LoadedStudy, heads: set[str]) -> bool:

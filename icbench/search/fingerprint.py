@@ -177,6 +177,29 @@ def changes(old: Any, new: Any, prefix: str = "", defaults: Any = None) -> list[
     return [Change(prefix or "(the whole fingerprint)", old, new, defaults if old is ABSENT else ABSENT)]
 
 
+def check_stored(loaded: LoadedStudy, attrs: Mapping[str, Any], *, url: str) -> bool:
+    """Refuse to resume the stored study whose user attributes are `attrs` unless its experiment
+    fingerprint is the current one. A study created before fingerprints existed has what it recorded
+    checked (its search space and objectives).
+
+    Returns:
+        True for such a study (it has no fingerprint yet), False otherwise.
+
+    Raises:
+        ConfigError: listing each changed field (`check_unchanged`).
+    """
+    fp = experiment_fingerprint(loaded)
+    stored = attrs.get(FINGERPRINT_ATTR)
+    legacy = stored is None
+    if legacy:
+        stored = from_legacy(attrs.get(LEGACY_ATTR) or {})
+        current = {k: fp[k] for k in stored}
+    else:
+        current = fp
+    check_unchanged(stored, current, study=loaded.config.name, url=url, source=str(loaded.study_path))
+    return legacy
+
+
 def check_unchanged(
     stored: Mapping[str, Any], current: Mapping[str, Any], *, study: str, url: str, source: str
 ) -> None:

@@ -1,4 +1,6 @@
-"""`run_study.py run --dry-run`: validate a study, show its sites and the MACs range of its space."""
+"""`icbench run --dry-run` and `icbench validate`: every check a run makes before it trains (the same
+functions, `check_study` and `check_run`, so the two cannot disagree on a study), then the study's sites
+and the MACs range of its space."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError
-from icbench.search.checks import check_environment, check_study
+from icbench.search import space as sp
+from icbench.search.checks import N_PROBE, check_run, check_study
 from icbench.search.space import target_trials
 from icbench.search.storage import storage_url
 from icbench.search.study import load_study
@@ -23,7 +26,13 @@ def dry_run(
     from icbench.training import build_candidate
 
     loaded = load_study(path, overrides)
-    checked = check_study(loaded, n_probe=N_PROBE_DRY)
+    try:  # more random points than a run probes, for the MACs range below
+        checked = check_study(loaded, n_probe=N_PROBE_DRY)
+        beyond = None
+    except ConfigError as e:
+        checked = check_study(loaded, n_probe=N_PROBE)  # the run's verdict: raises if the run would refuse
+        beyond = e  # a point the run does not probe: its trial would fail alone
+    skipped = check_run(loaded)  # the environment: data files, storage, resume fingerprint, resources
     c = loaded.config
     basic = checked.basic
     model, _, input_shape = build_candidate(basic)
@@ -34,15 +43,15 @@ def dry_run(
     echo(f"sampler {c.sampler.name} (seed {c.sampler.seed}), target {target_trials(loaded)} trials, "
          f"{c.budget.epochs} epoch(s) each, storage {storage_url(loaded)}")  # fmt: skip
     echo(f"objectives: {', '.join(f'{o.resolved_direction} {o.name}' for o in c.objectives)}")
-    try:  # the study may be meant for another machine: a note, not an error
-        check_environment(loaded)
-    except ConfigError as e:
-        echo(f"note: `run` on this machine would be refused: {e}")
+    for note in skipped:
+        echo(f"not checked here: {note}")
+    if beyond is not None:
+        echo(f"note: a point the run does not probe before training would fail as a trial: {beyond}")
     echo("\nsites of the base network:")
     echo(format_site_table(sites(model, input_shape, family=basic["family"])))
     lo, hi = min(checked.probe_macs), max(checked.probe_macs)
     echo(
-        f"\nMACs over the basic network and {N_PROBE_DRY} random points of the space: "
+        f"\nMACs over the basic network and {len(checked.probe_macs) - 1} random points of the space: "
         f"{lo / 1e6:.3f} to {hi / 1e6:.3f} MMac (FLOPs = 2 x MACs)"
     )
     if c.constraints.max_macs is not None:

@@ -18,12 +18,15 @@ Running the same study file again resumes it: COMPLETE and PRUNED trials count t
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from icbench.search.checks import check_data_present, check_environment, check_study
+from icbench.redact import mask_url
+from icbench.search.checkpoints import checkpoint_root
+from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
@@ -38,6 +41,10 @@ from icbench.search.trials import counts, mark_interrupted
 
 #: `run_study`, and the names scripts and benchmarks have imported from here (they live in the modules above).
 __all__ = ["StudyRun", "open_study", "run_study", "storage_url", "target_trials"]
+
+#: Set (to anything non-empty): the run stops where training would start, after every check and after
+#: opening the study. The dry-run agreement test (tests/search/test_dry_run_agreement.py) uses it.
+STOP_BEFORE_TRAINING_ENV = "ICBENCH_STOP_BEFORE_TRAINING"
 
 
 def run_study(
@@ -55,8 +62,7 @@ def run_study(
     t0 = time.perf_counter()
     loaded = load_study(path, overrides)
     checked = check_study(loaded)
-    check_data_present(loaded)
-    check_environment(loaded)  # storage driver; per-trial resources against this machine
+    check_run(loaded)  # data files, storage, resume fingerprint, resources: what the dry run checks
     c = loaded.config
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
@@ -72,6 +78,9 @@ def run_study(
                 f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)"
                 f"{queued}"
             )
+        if os.environ.get(STOP_BEFORE_TRAINING_ENV):
+            echo(f"stopped before training ({STOP_BEFORE_TRAINING_ENV} is set): every check passed")
+            return run
         seed_study(loaded, checked, study, echo)  # `seed_with`: once, before the first trial
         target = target_trials(loaded)
         before = counts(study)

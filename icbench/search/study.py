@@ -74,14 +74,8 @@ def open_study(
     existing = retry_locked(lambda: optuna.get_all_study_names(storage))
     if name in existing:
         study = retry_locked(lambda: optuna.load_study(study_name=name, storage=storage))
-        stored = study.user_attrs.get(fpr.FINGERPRINT_ATTR)
-        legacy = stored is None
-        if legacy:  # created before experiment fingerprints: check what it recorded
-            recorded = fpr.from_legacy(study.user_attrs.get(fpr.LEGACY_ATTR) or {})
-            stored, current = recorded, {k: fp[k] for k in recorded}
-        else:
-            current = fp
-        fpr.check_unchanged(stored, current, study=name, url=url, source=str(loaded.study_path))
+        # created before experiment fingerprints (legacy): what it recorded is checked
+        legacy = fpr.check_stored(loaded, study.user_attrs, url=url)
         n_before = len(study.get_trials(deepcopy=False))
         if legacy:
             _set_fingerprint(study, fp, from_trial=n_before)
