@@ -49,3 +49,19 @@ class ConfigError(IcbenchError, ValueError):
 
 class CheckpointError(IcbenchError):
     """A checkpoint is unreadable, unsafe (needs arbitrary unpickling) or does not match the model."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a study command before it finished (`icbench.search.interrupts`).
+
+    A `KeyboardInterrupt`, so code that lets Ctrl-C through lets it through too. `exit_status` is the
+    shell's 128 + signal number: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(self.signum).name
+        self.exit_status = 128 + self.signum
+        super().__init__(f"interrupted by {self.signal_name}")

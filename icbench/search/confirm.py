@@ -39,9 +39,11 @@ from icbench.report.load import StorageError, StudyNotFoundError, open_storage, 
 from icbench.report.load import load_study as read_stored_study
 from icbench.search import fingerprint as fpr
 from icbench.search.checks import check_data_present, check_environment, check_study
+from icbench.search.checkpoints import checkpoint_root
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.lock import study_lock
+from icbench.search.interrupts import handled
 from icbench.search.records import StudyRun
 from icbench.search.samplers.queue import queue_sampler
 from icbench.search.schema import (
@@ -235,12 +237,13 @@ def confirm_study(
         "basic_trials": [n for n in numbers if n in basic],
         "seeds": seed_list,
     }
-    with study_lock(derived, url):
+    with handled(), study_lock(derived, url):
         storage = make_storage(url)
         study = open_study(derived, url, storage=storage, echo=echo)
         study.set_user_attr(LINK_ATTR, link)
         study.sampler = queue_sampler(points[0].params)
-        n_stale, _ = mark_interrupted(study, storage)
+        # A row left running with a checkpoint continues as the same trial; any other is queued again.
+        n_stale, _ = mark_interrupted(study, storage, checkpoints=checkpoint_root(derived))
         if n_stale:
             echo(f"resume: {n_stale} confirmation trial(s) left running by an earlier driver marked FAIL")
         todo, done = queue_points(study, points)

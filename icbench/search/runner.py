@@ -30,6 +30,7 @@ from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
+from icbench.search.interrupts import handled
 from icbench.search.lock import study_lock
 from icbench.search.records import StudyRun
 from icbench.search.samplers.grid import GridPoints
@@ -67,13 +68,21 @@ def run_study(
     url = storage_url(loaded)
     run = StudyRun(name=c.name, storage_url=url)
 
-    with cluster_connection(loaded), study_lock(loaded, url):
+    # SIGINT/SIGTERM raise `Interrupted` (the CLI exits 130/143): never "done", no report as if finished.
+    with handled(), cluster_connection(loaded), study_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)
         grid = GridPoints(loaded.space) if c.sampler.name == "grid" else None
-        n_stale, n_queued = mark_interrupted(study, storage, grid=grid)
+        root = checkpoint_root(loaded)
+        n_stale, n_queued = mark_interrupted(study, storage, grid=grid, checkpoints=root, requeue_enqueued=True)
+        n_continued = counts(study)["running"]
+        if n_continued:
+            echo(
+                f"resume: {n_continued} trial(s) left running by an earlier driver continue from their "
+                "checkpoints (the same trials)"
+            )
         if n_stale:
-            queued = f"; {n_queued} grid point(s) queued again" if grid is not None else ""
+            queued = f"; {n_queued} enqueued or grid point(s) queued again" if n_queued else ""
             echo(
                 f"resume: {n_stale} trial(s) left running by an earlier driver marked FAIL (interrupted)"
                 f"{queued}"

@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from icbench.search import space as sp
+from icbench.search.checkpoints import checkpoint_root, remove_checkpoint
 from icbench.search.propose import Proposer
 from icbench.search.records import Proposal
 from icbench.search.trainable import FINAL_KEY
@@ -39,7 +40,17 @@ FINISHED = "FINISHED"
 #: Trial user attributes copied from the final metrics into storage (the report reads these): what
 #: `train_candidate` returns, less the curve (stored whole, separately), the run's own flags, and
 #: `placement`/`unit` (the proposer records those, a basic network normalised).
-RECORDED = tuple(k for k in METRIC_KEYS if k not in ("curve", "diverged", "stop_reason", "placement", "unit"))
+RECORDED = tuple(
+    dict.fromkeys(
+        [
+            *(k for k in METRIC_KEYS if k not in ("curve", "diverged", "stop_reason", "placement", "unit")),
+            # What checkpoints did for the trial (`trainable.run_trial`): the epochs trained again after
+            # faults (summed over its attempts), where its last attempt resumed, and why a checkpoint
+            # was not used.
+            "epochs_retrained", "resumed_from_epoch", "attempts", "checkpoint_note", "checkpoint_time_s",
+        ]
+    )
+)
 
 
 #: Outcomes of trials that trained (a candidate is never trained again after one of these).
@@ -75,6 +86,15 @@ class AskTellSearcher:
             returns the parameters of a candidate not seen yet (or None), which is queued as the next
             trial (`proposed_by: fallback`). Optuna's samplers ignore FAIL trials, so without it a
             sampler that has converged in a discrete space proposes the same candidate again and again.
+        checkpoints: the study's checkpoint root (`trainable.checkpoint_root`), or None. A trial's
+            checkpoint folder is deleted once its outcome is recorded.
+        cost_of: the cost (MACs, params) of a candidate, for a continued trial (default: the proposer's
+            `cost`, else the MACs and params the trial recorded).
+
+    Trials RUNNING in the study when the searcher is made are trials an earlier driver left with a
+    checkpoint (`trials.mark_interrupted` failed every other one): `suggest` hands each of them out again
+    first, as the same Optuna trial with its recorded candidate, and its trainable resumes from the
+    checkpoint.
     """
 
     FINISHED = FINISHED
@@ -91,8 +111,13 @@ class AskTellSearcher:
         scheduler: Any = None,
         executor: str = "ray",
         fallback: Callable[[set[str]], dict[str, Any] | None] | None = None,
+        checkpoints: str | None = None,
+        cost_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.study = study
+        self.checkpoints = checkpoints
+        cost = getattr(propose, "cost", None)
+        self.cost_of = cost_of or ((lambda cand: cost(cand)[0]) if callable(cost) else None)
         self.fallback = fallback
         #: Asked trials, and those the searcher settled itself as duplicates (never trained).
         self.n_asked = 0
@@ -122,12 +147,20 @@ class AskTellSearcher:
             if t.user_attrs.get("status") in (None, *TRAINED_STATUSES)
         ]
         self.seen = {candidate_key(t.user_attrs, t.params): t.number for t in trained}
+        #: Trials an earlier driver left running with a checkpoint, to be continued first.
+        self.to_continue = list(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        for t in self.to_continue:
+            self.seen[candidate_key(t.user_attrs, t.params)] = t.number
 
     # -- the executor's side
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.stop_reason or self.evaluated + len(self.running) >= self.target:
             # Not FINISHED while trials run: one of them may still fail and need replacing.
             return None if self.running and not self.stop_reason else FINISHED
+        while self.to_continue:
+            config = self._continue(trial_id, self.to_continue.pop(0))
+            if config is not None:
+                return config
         while True:
             trial = self.study.ask()
             self.n_asked += 1
@@ -173,7 +206,12 @@ class AskTellSearcher:
                     return None if self.running else FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """An intermediate result (nothing is recorded before the trial ends)."""
+        """An intermediate result: nothing is recorded in storage before the trial ends; it is passed on to
+        `on_event.on_result(trial, result)` when `on_event` has one (progress display, tracking)."""
+        trial = self.running.get(trial_id)
+        hook = getattr(self.on_event, "on_result", None)
+        if trial is not None and hook is not None:
+            hook(trial, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -210,6 +248,30 @@ class AskTellSearcher:
             self._ending = None
 
     # -- bookkeeping
+    def _continue(self, trial_id: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+        """Hand out again a trial an earlier driver left running: same number, candidate and cost."""
+        trial = optuna.trial.Trial(self.study, frozen._trial_id)
+        cand = frozen.user_attrs.get("candidate")
+        try:
+            if not isinstance(cand, dict):
+                raise ValueError("the trial recorded no candidate")
+            cost = (
+                self.cost_of(cand)
+                if self.cost_of is not None
+                else {k: frozen.user_attrs[k] for k in ("macs", "params")}
+            )
+        except Exception as e:  # cannot be rebuilt: it ends as interrupted, as without a checkpoint
+            self._finish(
+                trial,
+                TrialState.FAIL,
+                None,
+                {"status": "interrupted", "reason": f"interrupted: could not be continued ({e})"},
+            )
+            return None
+        trial.set_user_attr("driver_resumes", int(frozen.user_attrs.get("driver_resumes", 0)) + 1)
+        self.running[trial_id] = trial
+        return {"candidate": cand, "cost": cost, "num_threads": cand.get("num_threads"), "trial_number": frozen.number}
+
     def _queue_fallback(self) -> None:
         """After a duplicate: queue an unseen candidate as the next trial, unless one is queued already."""
         if self.fallback is None or self._fallback_queued:
@@ -240,6 +302,8 @@ class AskTellSearcher:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         frozen = self.study.tell(trial, values, state=state if values is None else None)
+        if self.checkpoints is not None:  # the outcome is recorded: the checkpoint is never read again
+            remove_checkpoint(self.checkpoints, trial.number)
         if self.on_event:
             self.on_event(attrs.get("status", state.name.lower()), frozen)
 
@@ -271,6 +335,7 @@ def make_searcher(
         fallback=UnseenPoint(loaded, checked, proposer, seed=loaded.config.sampler.seed + len(study.trials))
         if loaded.config.sampler.informed
         else None,
+        checkpoints=checkpoint_root(loaded) if executor == "ray" else None,
     )
 
 

@@ -31,10 +31,12 @@ from icbench.report.table import ROW_ATTR, write_table
 from icbench.search import space as sp
 from icbench.search.checks import check_data_present, check_environment, check_study
 from icbench.search.evaluation import evaluate_chosen
+from icbench.search.checkpoints import checkpoint_root
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
 from icbench.search.lock import study_lock
 from icbench.search.propose import Proposer
+from icbench.search.interrupts import handled
 from icbench.search.records import StudyRun
 from icbench.search.samplers.queue import queue_sampler
 from icbench.search.schema import FloatParam, LoadedStudy, MaskParam
@@ -179,11 +181,12 @@ def tabulate(
     run = StudyRun(name=c.name, storage_url=url)
     suffix = ".pilot.parquet" if pilot is not None else ".parquet"
     table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}{suffix}"
-    with cluster_connection(loaded), study_lock(loaded, url):
+    with handled(), cluster_connection(loaded), study_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)
         study.sampler = queue_sampler(rows[0].params)
-        n_stale, _ = mark_interrupted(study, storage)
+        # A row left running with a checkpoint continues as the same trial; any other is queued again.
+        n_stale, _ = mark_interrupted(study, storage, checkpoints=checkpoint_root(loaded))
         if n_stale:
             echo(f"resume: {n_stale} row(s) left running by an earlier driver marked FAIL (interrupted)")
         todo, done = queue_rows(study, rows)

@@ -13,6 +13,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icbench.search.checkpoints import checkpoint_folder, checkpoint_root
+
 if TYPE_CHECKING:
     from icbench.search.schema import LoadedStudy
 
@@ -49,9 +51,67 @@ def weights_dir(loaded: LoadedStudy) -> str | None:
 
 
 def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:
-    """The `evaluation` argument of `trainable.run_trial` for this study's trials."""
+    """The `evaluation` argument of `trainable.run_trial` for this study's trials: the test setting, the
+    weights folder, and where and how often the trials write checkpoints."""
     folder = weights_dir(loaded)
-    return {"test": loaded.config.evaluation.test, "weights_dir": str(folder) if folder else None}
+    return {
+        "test": loaded.config.evaluation.test,
+        "weights_dir": str(folder) if folder else None,
+        "checkpoint_root": checkpoint_root(loaded),
+        "checkpoint_every": int(getattr(loaded.config.execution, "checkpoint_every", 0) or 0),
+    }
+
+
+#: The file a trial keeps beside its checkpoint: the epochs each attempt trained again (`_Faults`).
+FAULTS_NAME = "faults.json"
+
+
+class _Faults:
+    """The epochs a trial trained again after faults, summed over its attempts (`faults.json` in its
+    checkpoint folder).
+
+    Each attempt records at its start the last epoch a run of the trial had started (`progress.json`)
+    and, at its first epoch's end, the epoch it resumed from; an attempt killed before finishing an epoch
+    resumed from the same checkpoint as the next one. Attempt i lost max(0, started_i - resumed_i) epochs.
+    """
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+        try:
+            raw = folder.read(FAULTS_NAME)
+            self.attempts: list[dict[str, Any]] = json.loads(raw.decode())["attempts"] if raw else []
+            progress = folder.read("progress.json")
+            started = int(json.loads(progress.decode()).get("epoch_started", 0)) if progress else 0
+        except Exception:  # unreadable: count from here on
+            self.attempts, started = [], 0
+        self.attempts.append({"started": started, "resumed": None})
+        self._save()
+
+    def _save(self) -> None:
+        try:
+            self.folder.write(FAULTS_NAME, json.dumps({"attempts": self.attempts}).encode())
+        except Exception:  # the count is a record, never a reason to fail the trial
+            pass
+
+    def first_epoch(self, epoch: int) -> None:
+        """This attempt finished `epoch`: it resumed from `epoch - 1`."""
+        if self.attempts[-1]["resumed"] is None:
+            self.attempts[-1]["resumed"] = epoch - 1
+            self._save()
+
+    def total(self, resumed_from: int | None) -> int:
+        """Epochs trained again over every attempt; `resumed_from`: this attempt's, as training reported it."""
+        if resumed_from is not None:
+            self.attempts[-1]["resumed"] = int(resumed_from)
+        total, later = 0, None
+        for a in reversed(self.attempts):
+            resumed = a["resumed"] if a["resumed"] is not None else later
+            later = resumed
+            total += max(0, int(a["started"]) - int(resumed or 0))
+        return total
+
+    def count(self) -> int:
+        return len(self.attempts)
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +141,12 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
 
     Args:
         config: {"candidate", "cost", "num_threads", "trial_number"} from the searcher.
-        evaluation: {"test": one of `TEST_SETTINGS`, "weights_dir": folder or None}. With "all" the
+        evaluation: {"test": one of `TEST_SETTINGS`, "weights_dir": folder or None, "checkpoint_root":
+            folder or URI or None, "checkpoint_every": epochs} (`trial_evaluation`). With "all" the
             trial evaluates the test split after training; otherwise it never reads it, and with a
             weights folder it saves its final weights there for a later test evaluation. None: "all".
+            With a checkpoint root the trial checkpoints into `checkpoint_folder(root, trial_number)`
+            and, run again (Tune retrying it, or a new driver continuing it), resumes from there.
     """
     import torch
     from ray import tune
@@ -102,8 +165,16 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
     epochs = int(candidate["epochs"])
     last: dict[str, Any] = {}
     machine: dict[str, Any] | None = None
+    resume: dict[str, Any] = {}
+    faults: _Faults | None = None
+    if evaluation.get("checkpoint_root") and int(evaluation.get("checkpoint_every") or 0) and number is not None:
+        folder = checkpoint_folder(evaluation["checkpoint_root"], number)
+        resume = {"checkpoint": folder, "checkpoint_every": int(evaluation["checkpoint_every"])}
+        faults = _Faults(folder)
 
     def on_epoch(record: dict[str, Any]) -> None:
+        if faults is not None:
+            faults.first_epoch(int(record["epoch"]))
         scalar = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         if record["epoch"] < epochs:
             tune.report({**scalar, FINAL_KEY: False})
@@ -117,6 +188,7 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
             cost=config.get("cost"),
             evaluate_test=evaluation.get("test") == "all",
             weights_path=weights,
+            **resume,
         )
     except torch.OutOfMemoryError as e:
         final = {"status": "failed", "reason": f"out of memory: {str(e).splitlines()[0] if str(e) else e!r}"}
@@ -127,6 +199,9 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
     else:
         machine = metrics.get("machine")
         final = _scalar_metrics(metrics)
+        if faults is not None:  # summed over every attempt of this trial, not only this one's
+            final["epochs_retrained"] = faults.total(metrics.get("resumed_from_epoch"))
+            final["attempts"] = faults.count()
         final["curve"] = metrics.get("curve", [])
         done, target = metrics.get("epochs_done", 0), metrics.get("epochs_target", epochs)
         if metrics.get("diverged"):

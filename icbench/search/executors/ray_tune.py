@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from icbench.search import resources, trainable
+from icbench.search import interrupts, resources, trainable
 from icbench.search.executors import EXECUTORS
 from icbench.search.executors.progress import Progress
 from icbench.search.schedulers import make_scheduler
@@ -79,6 +79,7 @@ def execute_ray(
     scheduler = make_scheduler(loaded)
     searcher = make_searcher(loaded, checked, study, target, Progress(study, target, echo), scheduler)
     started = init_ray(loaded)
+    interrupts.install()  # take SIGTERM back from `ray.init`'s handler while the study command runs
     try:
         # Before the first trial: a request no node can meet would leave every trial PENDING forever.
         resources.check_connected(loaded)
@@ -102,7 +103,10 @@ def execute_ray(
                 storage_path=storage_path,
                 name=f"{c.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),
+                # A trial whose worker died (process killed, node lost) is restarted, on any node, and
+                # resumes from its checkpoint (`trainable.run_trial`); the searcher hears of it only when
+                # the restarts are spent.
+                failure_config=tune.FailureConfig(max_failures=ex.trial_restarts),
                 # The final report is the trial's last word: free its slot at once.
                 stop={FINAL_KEY: True},
                 callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
