@@ -103,6 +103,9 @@ class Estimator(ABC):
     #: Estimators with the same non-empty `shares` reuse one another's work within a repeat (the
     #: zero-cost proxies share their warm starts), so `evaluate(workers=N)` runs them in one process.
     shares: ClassVar[str] = ""
+    #: Table columns the estimator reads besides those every estimate reads (`evaluate.REQUIRED`): checked
+    #: before anything is scored, so a table without them is refused naming the column.
+    reads: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores: ...
@@ -121,6 +124,10 @@ def timed_scores(
         values[c.key] = float(fn(c))
         spent += time.perf_counter() - t0
     return Scores(values, setup_s, spent / max(1, len(cands)))
+
+
+#: The columns `curve_scores` reads for the recorded cost of a candidate's first epochs.
+CURVE_COST_COLUMNS = ("wall_time_s", "train_time_s", "epoch_time_s_curve")
 
 
 def curve_scores(

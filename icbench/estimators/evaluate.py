@@ -52,18 +52,57 @@ def table_candidates(frame: Any) -> list[TableCandidate]:
     return out
 
 
-def check_table(frame: Any, shared: Mapping[str, Any], names: Sequence[str], path: str) -> tuple[int, ...]:
+#: The table columns every estimate reads (the candidates, their seeds and the truth); an estimator's
+#: own further columns are its `reads`.
+REQUIRED = ("placement", "wld", "unit", "macs", "params", "n_unit_sites", "seed", "status", "val_acc")
+
+
+def check_names(names: Sequence[str]) -> None:
+    """The estimators asked for: at least one, each registered, none twice.
+
+    Raises:
+        EstimateError: (option `--estimators`) none, or one named twice. UnknownNameError: an unknown name.
+    """
+    known = ", ".join(sorted(ESTIMATORS.keys()))
+    if not names:
+        raise EstimateError(f"option --estimators: no estimator named; choose from {known}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise EstimateError(f"option --estimators: {', '.join(twice)} named more than once")
+    for n in names:
+        ESTIMATORS.get(n)  # an unknown name: UnknownNameError, listing the valid ones
+
+
+def check_table(
+    frame: Any, shared: Mapping[str, Any], names: Sequence[str], path: str, repeats: int | None = None
+) -> tuple[int, ...]:
     """The table's seeds, after refusing what an estimate cannot use (one line naming what is missing).
 
     Raises:
-        EstimateError: fewer than two seeds (nothing to hold out), or no experiment to build networks
-            from when a proxy needs them.
+        EstimateError: a column an estimator reads is missing, fewer than two seeds (nothing to hold
+            out), more `repeats` than seeds (each repeat holds out another seed), or no experiment to
+            build networks from when a proxy needs them.
     """
+    for name in [None, *names]:
+        wanted = REQUIRED if name is None else ESTIMATORS.get(name).reads
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            who = "an estimate" if name is None else f"the estimator {name}"
+            raise EstimateError(
+                f"{path}: the table has no column {missing[0]!r}, which {who} reads"
+                + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+                + "; is it a table written by `icbench tabulate`?"
+            )
     seeds = tuple(sorted({int(s) for s in frame["seed"]})) if "seed" in frame else ()
     if len(seeds) < 2:
         raise EstimateError(
             f"{path}: the table has {len(seeds)} seed(s); an estimate holds one seed out as the truth and "
             "needs at least 2 (tabulate a space with a `seed` parameter)"
+        )
+    if repeats is not None and repeats > len(seeds):
+        raise EstimateError(
+            f"option --repeats: {repeats} repeats, but {path} has {len(seeds)} seeds ({', '.join(map(str, seeds))}) "
+            f"and each repeat holds out another one; use --repeats {len(seeds)} or fewer"
         )
     needs_net = [n for n in names if ESTIMATORS.get(n).kind == "proxy"]
     exp = shared.get("experiment") or {}
@@ -174,7 +213,7 @@ def evaluate(
     """
     for n in names:
         ESTIMATORS.get(n)
-    seeds = check_table(frame, shared, names, path)
+    seeds = check_table(frame, shared, names, path, repeats)
     cands = table_candidates(frame)
     ctx = EstimateContext(shared.get("experiment") or {}, seeds)
     n_rep = min(repeats, len(seeds))

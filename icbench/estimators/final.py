@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from icbench.estimators._base import (
+    CURVE_COST_COLUMNS,
     ESTIMATORS,
     EstimateContext,
     Estimator,
@@ -18,6 +19,7 @@ from icbench.estimators._base import (
 @ESTIMATORS.register("final")
 class FullBudgetOneSeed(Estimator):
     kind = "training"
+    reads = CURVE_COST_COLUMNS
     describe = "validation accuracy after the full budget, one seed (the table's noise ceiling)"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

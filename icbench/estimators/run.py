@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from icbench.estimators.evaluate import ALL, check_table, evaluate
+from icbench.estimators.evaluate import ALL, EstimateError, check_names, check_table, evaluate
 from icbench.estimators.report import write_report
+from icbench.places import folder_problem
 
 #: Estimators `estimate` runs when none are named: the baselines, the curve proxies and the zero-cost ones.
 DEFAULT = ("random", "params", "macs", "unit_sites", "val_acc_e1", "val_acc_e2", "sotl", "final",
@@ -36,8 +37,14 @@ def estimate(
     from icbench.report.table import read_table
 
     path = Path(table)
+    check_names(names)
+    out = Path(out_dir) if out_dir else Path("reports") / path.stem
+    problem = folder_problem(out)
+    if problem:  # written after every estimator has scored: refused before the first
+        where = "option --out: " if out_dir else ""
+        raise EstimateError(f"{where}the report folder cannot be written: {problem}")
     frame, shared = read_table(path)
-    seeds = check_table(frame, shared, names, str(path))
+    seeds = check_table(frame, shared, names, str(path), repeats)
     ms = evaluate(frame, shared, names, repeats=repeats, path=str(path), echo=echo, workers=workers)
     ceilings = {}
     for s in signal.table_signal(frame):
@@ -47,7 +54,6 @@ def estimate(
             else f"{s.stratum['unit']}, WLD {'on' if s.stratum['wld'] else 'off'}"
         )
         ceilings[label] = s.ceiling
-    out = Path(out_dir) if out_dir else Path("reports") / path.stem
     threads = f"{workers} processes of one torch thread each" if workers > 1 else "one process"
     ok = frame[frame["status"] == "complete"] if "status" in frame else frame
     row_s = float(ok["wall_time_s"].mean()) if "wall_time_s" in ok and len(ok) else None

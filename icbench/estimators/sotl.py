@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from icbench.estimators._base import (
+    CURVE_COST_COLUMNS,
     ESTIMATORS,
     EstimateContext,
     Estimator,
@@ -19,6 +20,7 @@ EPOCHS = 2
 @ESTIMATORS.register("sotl")
 class SumOfTrainingLosses(Estimator):
     kind = "training"
+    reads = ("train_loss_curve", *CURVE_COST_COLUMNS)
     describe = (
         f"minus the sum of the mean training losses of the first {EPOCHS} epochs (lower loss predicts better)"
     )

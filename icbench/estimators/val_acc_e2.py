@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from icbench.estimators._base import (
+    CURVE_COST_COLUMNS,
     ESTIMATORS,
     EstimateContext,
     Estimator,
@@ -17,6 +18,7 @@ from icbench.estimators._base import (
 @ESTIMATORS.register("val_acc_e2")
 class ValAccEpoch2(Estimator):
     kind = "training"
+    reads = ("val_acc_curve", *CURVE_COST_COLUMNS)
     describe = "validation accuracy after 2 epochs of the candidate's training (the repeat's seed)"
 
     def score(self, cands: Sequence[TableCandidate], ctx: EstimateContext, repeat: int) -> Scores:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from icbench.liveness import INERT_DELTA, LIVENESS_BATCH
 from icbench.report import signal, stats
-from icbench.report.build import _atomic, _write_text
+from icbench.report.build import _atomic, _write_text, check_out_dir
 from icbench.report.environment import MACHINE_COLUMNS, machine_label, machine_rows, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING
 from icbench.report.pareto import pareto_mask
@@ -856,6 +856,7 @@ def build_bench_report(table_path: str | os.PathLike[str], out_dir: str | os.Pat
         IcbenchError: the file is missing or not an icbench table.
     """
     table_path = Path(table_path)
+    check_out_dir(out_dir)
     frame, shared = read_table(table_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -249,7 +249,8 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage, lambda: None
     text = os.fspath(storage)
-    if text.startswith("journal:"):  # the search layer's spelling of a journal-file storage
+    journal_url = text.startswith("journal:")
+    if journal_url:  # the search layer's spelling of a journal-file storage
         text = text[len("journal:") :]
     elif "://" in text:
         path = _sqlite_path(text)
@@ -272,7 +273,7 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
 
     problem = journal_problem(path, write=False)
     if problem:
-        raise StorageError(f"{problem} (and not an SQLite database)" if path.stat().st_size else problem)
+        raise StorageError(problem if journal_url else f"{problem} (and not an SQLite database)")
     try:
         journal = JournalStorage(JournalFileBackend(str(path)))
     except Exception as exc:
