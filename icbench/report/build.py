@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icbench.errors import IcbenchError
+from icbench.places import folder_problem
 from icbench.redact import redact
 from icbench.report import aggregate, evaluation, pareto, plots, tables
 from icbench.report.environment import MACHINE_COLUMNS, machine_rows
@@ -304,6 +306,17 @@ def _budgets(trials: pd.DataFrame, data: StudyData, macs_budgets: Sequence[float
     return aggregate.default_budgets(trials, max_macs=float(ceiling) if ceiling is not None else None)
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse a report folder that cannot be written (under a regular file, read-only), before any work.
+
+    Raises:
+        IcbenchError: naming the folder, what is wrong and the option that picks another (`--out`).
+    """
+    problem = folder_problem(out_dir)
+    if problem:
+        raise IcbenchError(f"the report folder cannot be written (option --out picks another): {problem}")
+
+
 def build_report(
     storage: StorageLike,
     study_name: str,
@@ -336,6 +349,7 @@ def build_report(
         StudyNotFoundError: The storage has no such study (the message lists those it has).
         StorageError: The storage cannot be opened or read.
     """
+    check_out_dir(out_dir)
     data = load_study(storage, study_name)
     trials = data.trials
     assert trials is not None
@@ -540,6 +554,7 @@ def compare_studies(
     """
     import pandas as pd
 
+    check_out_dir(out_dir)
     studies = [load_study(storage_a, name_a), load_study(storage_b, name_b)]
     if labels is None:
         labels = (name_a, name_b) if name_a != name_b else (f"{name_a} (A)", f"{name_b} (B)")
