@@ -453,7 +453,8 @@ def _estimate(args: argparse.Namespace) -> int:
     """Score a table's candidates with cheap estimators and write estimators.md beside its report."""
     from icbench.names import NAMES, unknown_message
 
-    names = [n.strip() for n in args.estimators.split(",") if n.strip()] if args.estimators else None
+    # `--estimators ,` is an empty list, refused by `estimate`: never read as "every estimator"
+    names = [n.strip() for n in args.estimators.split(",") if n.strip()] if args.estimators is not None else None
     for name in names or []:
         if name not in NAMES["estimator"]:
             raise ConfigError(unknown_message("estimator", name, NAMES["estimator"]), field="--estimators")
@@ -464,7 +465,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from icbench.estimators.run import DEFAULT, estimate
 
     md = estimate(
-        args.table, names or list(DEFAULT), repeats=args.repeats, out_dir=args.out, workers=args.workers,
+        args.table, list(DEFAULT) if names is None else names, repeats=args.repeats, out_dir=args.out, workers=args.workers,
         echo=_echo(args),
     )  # fmt: skip
     print(f"estimators written to {md}")

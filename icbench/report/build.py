@@ -190,6 +190,8 @@ def summary_markdown(
             + (f" of {planned} planned" if planned else "")
             + f", {c['RUNNING']} running. This report is a snapshot."
         )
+    if (warning := _missing_reference(attrs, trials)) is not None:
+        lines.append(f"\n**Warning**: {warning}")
     lines.append("")
     for note in report.notes:
         lines.append(f"**Note:** {note}\n")
@@ -259,6 +261,27 @@ def summary_markdown(
             + "\n```\n\n</details>\n"
         )
     return "\n".join(lines)
+
+
+def _missing_reference(attrs: dict[str, Any], trials: pd.DataFrame) -> str | None:
+    """A warning when the study file enqueues a basic network (`enqueue:` with `unit: conv`) and no
+    basic network is COMPLETE: the reference row every comparison needs is missing."""
+    import yaml
+
+    try:
+        enqueue = (yaml.safe_load(attrs.get("study_yaml") or "") or {}).get("enqueue") or []
+    except (yaml.YAMLError, AttributeError):
+        return None
+    if not any(isinstance(p, dict) and p.get("unit") == "conv" for p in enqueue):
+        return None
+    done = trials["state"] == "COMPLETE"
+    basic = trials["is_basic"].fillna(False).astype(bool) if "is_basic" in trials else done & False
+    if bool((done & basic).any()):
+        return None
+    return (
+        "the study's reference network (the basic network its `enqueue:` names) has no COMPLETE trial; "
+        "comparisons with it are missing. Run the study again: an interrupted enqueued point is queued again."
+    )
 
 
 def _machines_section(data: StudyData) -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from icbench.errors import ConfigError, IcbenchError
+from icbench.redact import mask_url
 from icbench.report.confirm import LINK_ATTR, SEED_ATTR, SOURCE_ATTR, build_confirm_report, write_no_front
 from icbench.report.evaluation import shown_trials
 from icbench.report.load import StorageError, StudyNotFoundError, open_storage, with_retries
@@ -231,7 +232,7 @@ def confirm_study(
     basic = [int(n) for n in trials.loc[trials["is_basic"].fillna(False).astype(bool), "number"]]
     link = {
         "study": c.name,
-        "storage": src_url,
+        "storage": mask_url(src_url),  # for a person to read: never a password
         "fingerprint_hash": source.user_attrs.get(fpr.HASH_ATTR),
         "trials": numbers,
         "basic_trials": [n for n in numbers if n in basic],
@@ -251,7 +252,7 @@ def confirm_study(
         echo(
             f"confirm {c.name!r}: {len(numbers)} trial(s) (front and basic networks: "
             f"{', '.join(f'#{n}' for n in numbers)}) x {k} fresh seeds ({', '.join(map(str, seed_list))}) = "
-            f"{len(points)} points; {done} already settled, {todo} to run; storage {url}"
+            f"{len(points)} points; {done} already settled, {todo} to run; storage {mask_url(url)}"
         )
         if todo:
             target = before["complete"] + before["pruned"] + todo

@@ -22,6 +22,7 @@ from typing import Any
 
 from icbench.errors import ConfigError
 from icbench.recipe import LEGACY_UNIT_RECIPE
+from icbench.redact import mask_url
 from icbench.search.schema import LoadedStudy, StudyConfig
 from icbench.search.space import base_candidate
 from icbench.study_attrs import FINGERPRINT_ATTR as FINGERPRINT_ATTR  # the stored names (re-exported)
@@ -39,6 +40,7 @@ MAY_CHANGE: dict[str, str] = {
     **{f"seed_with.{k}": _SEEDING for k in ("estimator", "top", "seed")},
     "confirm_seeds": "how many seeds a later confirmation gives each candidate, not what a trial measures",
     "storage": "where the study is stored",
+    "storage_password_env": "where the storage password is read from",
     "runs_dir": "where run folders are written",
     "reports_dir": "where reports are written",
     "search_space.description": "free text",
@@ -212,7 +214,7 @@ def check_unchanged(
     if not found:
         return
     raise ConfigError(
-        f"study {study!r} already exists in {url} as another experiment, and resuming it would mix "
+        f"study {study!r} already exists in {mask_url(url)} as another experiment, and resuming it would mix "
         f"incomparable trials. Changed since the study was created: {'; '.join(map(str, found))}. Give the "
         f"study a new name, or restore these settings (only {MAY_CHANGE_SUMMARY} may change on resume)",
         source=source,

@@ -12,7 +12,7 @@ from icbench.errors import ConfigError
 from icbench.search import space as sp
 from icbench.search.checks import N_PROBE, check_run, check_study
 from icbench.search.space import target_trials
-from icbench.search.storage import storage_url
+from icbench.search.storage import shown_storage
 from icbench.search.study import load_study
 
 N_PROBE_DRY = 32
@@ -41,7 +41,7 @@ def dry_run(
         f"dataset {c.dataset.name}, family {basic['family']} {basic['size'] or '(default size)'}, input {input_shape}"
     )
     echo(f"sampler {c.sampler.name} (seed {c.sampler.seed}), target {target_trials(loaded)} trials, "
-         f"{c.budget.epochs} epoch(s) each, storage {storage_url(loaded)}")  # fmt: skip
+         f"{c.budget.epochs} epoch(s) each, storage {shown_storage(loaded)}")  # fmt: skip
     echo(f"objectives: {', '.join(f'{o.resolved_direction} {o.name}' for o in c.objectives)}")
     for note in skipped:
         echo(f"not checked here: {note}")

@@ -96,7 +96,7 @@ def run_study(
         remaining = target - before["complete"] - before["pruned"]
         echo(
             f"study {c.name!r}: {before['complete']} complete, {before['pruned']} pruned, {before['failed']} failed, "
-            f"{before['rejected']} rejected so far; target {target} evaluated trials; storage {url}"
+            f"{before['rejected']} rejected so far; target {target} evaluated trials; storage {mask_url(url)}"
         )
         if remaining > 0:
             run.stop_reason = execute(loaded, checked, study, target, echo)

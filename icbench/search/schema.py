@@ -40,6 +40,46 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """A YAML boolean is not a number: `yes`/`true` in an int or float field is refused, not read as 1
+        (pydantic's lax mode would). One rule for every numeric field of every section, present and future:
+        the boolean is handed on as a `_YamlBoolean`, which the field's own type check refuses (so the
+        error names the field)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            if isinstance(value, bool) and field is not None:
+                kinds = _scalar_kinds(field.annotation)
+                if bool not in kinds and kinds & {int, float}:
+                    out[name] = _YamlBoolean(value)
+        return out
+
+
+class _YamlBoolean:
+    """A YAML boolean found where a number belongs; no numeric type accepts it."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{str(self.value).lower()}, a YAML boolean: write a number"
+
+
+def _scalar_kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (`float | None` -> {float, NoneType}); Annotated unwrapped."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _scalar_kinds(args[0])
+    if args and typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return set().union(*(_scalar_kinds(a) for a in args))
+    return {annotation}
+
 
 # ---------------------------------------------------------------- search space
 
@@ -448,6 +488,12 @@ class ExecutionSection(_Strict):
             raise ValueError("execution.table is required with execution.backend: replay")
         if self.table and self.backend != "replay":
             raise ValueError("execution.table is only read by execution.backend: replay")
+        for name in ("replay_seed", "replay_clock"):  # set, but nothing would read it: refused, not ignored
+            if name in self.model_fields_set and self.backend != "replay":
+                raise ValueError(
+                    f"execution.{name} is only read by execution.backend: replay (this study's trials are "
+                    f"live, {self.backend}); remove it, or replay with `icbench run --replay TABLE`"
+                )
         return self
 
     @model_validator(mode="after")
@@ -512,6 +558,11 @@ class StudyConfig(_Strict):
     seed_with: SeedWithSection | None = None
     #: Optuna storage: None (SQLite at runs/<name>/study.db), a database URL, or `journal:<path>`.
     storage: str | None = None
+    #: The environment variable that holds the storage server's password, for a `storage` URL written
+    #: without one (`postgresql://user@host/db`): the password is then in no file. Without it a URL with no
+    #: password leaves the password to the driver (PostgreSQL: PGPASSWORD, ~/.pgpass). icbench never prints
+    #: or stores a password either way (`icbench.redact`).
+    storage_password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     #: Folder of the study's storage, checkpoints and Ray results (`<runs_dir>/<name>/`).
     runs_dir: str = "runs"
     #: Folder of the study's report (`<reports_dir>/<name>/`).
@@ -532,6 +583,18 @@ class StudyConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"objectives repeat a name: {names}")
         return objectives
+
+    @field_validator("storage_password_env")
+    @classmethod
+    def _password_for_a_server(cls, var: str | None, info: ValidationInfo) -> str | None:
+        storage = info.data.get("storage")
+        if var is None:
+            return var
+        if not storage or storage.split(":", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql", "mariadb"):
+            raise ValueError(f"reads a database server's password ({var}), but `storage` names no server")
+        if ":" in storage.split("://", 1)[-1].split("@", 1)[0] and "@" in storage:
+            raise ValueError(f"`storage` already holds a password; write it as user@host and keep it in ${var}")
+        return var
 
 
 class LoadedStudy(BaseModel):

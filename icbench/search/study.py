@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import IcbenchError
+from icbench.redact import redact
 from icbench.report import build_report
 from icbench.search import fingerprint as fpr
 from icbench.search import schema
@@ -97,7 +98,7 @@ def open_study(
     attrs = {
         "objectives": [{"name": o.name, "direction": o.resolved_direction} for o in loaded.config.objectives],
         "study_file": str(loaded.study_path),
-        "study_yaml": loaded.study_text,
+        "study_yaml": redact(loaded.study_text),  # anyone who can open the study reads it
         "space_file": str(loaded.space_path),
         "space_yaml": loaded.space_text,
         "seed": loaded.config.sampler.seed,

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import ConfigError
+from icbench.places import output_file_problem
+from icbench.redact import mask_url
 from icbench.report.table import ROW_ATTR, write_table
 from icbench.search import space as sp
 from icbench.search.checks import check_data_present, check_environment, check_study
@@ -112,11 +114,11 @@ def table_rows(loaded: LoadedStudy, proposer: Any, mask_len: int | None) -> list
 
 def pilot_rows(loaded: LoadedStudy, rows: list[Row], n: int, seed: int = 0) -> list[Row]:
     """The rows of `n` placements drawn at random (seeded) from the space's non-basic masks, kept for
-    every unit and seed, and the basic network's rows; `rows` unchanged when the space has no mask or
-    no more than `n` masks.
+    every unit and seed, and the basic network's rows; `rows` unchanged when `n` is all the masks.
 
     Raises:
-        ConfigError: `n` below 2 (a pilot compares placements).
+        ConfigError: (option `--pilot`) `n` below 2 (a pilot compares placements) or above the space's
+            placements, or a space without a mask parameter (nothing to draw from).
     """
     if n < 2:
         raise ConfigError(f"a pilot needs at least 2 placements to compare (got {n})", field="--pilot")
@@ -126,7 +128,18 @@ def pilot_rows(loaded: LoadedStudy, rows: list[Row], n: int, seed: int = 0) -> l
         return tuple(sorted((k, v) for k, v in row.params.items() if any(k.startswith(f"{m}_") for m in masks)))
 
     placed = sorted({bits(r) for r in rows if any(v for _, v in bits(r))})
-    if not masks or len(placed) <= n:
+    if not masks:
+        raise ConfigError(
+            f"a pilot draws placements of the space's mask parameter, and {loaded.space_path} has none",
+            field="--pilot",
+        )
+    if n > len(placed):
+        raise ConfigError(
+            f"{n} placements asked for, but the space has {len(placed)} (besides the basic network); "
+            f"use --pilot {len(placed)} or fewer, or no --pilot for the whole table",
+            field="--pilot",
+        )
+    if len(placed) == n:
         return rows
     chosen = set(random.Random(seed).sample(placed, n))
     return [r for r in rows if bits(r) in chosen or not any(v for _, v in bits(r))]
@@ -181,6 +194,9 @@ def tabulate(
     run = StudyRun(name=c.name, storage_url=url)
     suffix = ".pilot.parquet" if pilot is not None else ".parquet"
     table_file = Path(out) if out else Path(TABLES_DIR) / f"{c.name}{suffix}"
+    for problem in (output_file_problem(table_file), output_file_problem(table_file.with_suffix(".md"))):
+        if problem:  # the table is written after every row is trained: refused before the first
+            raise ConfigError(f"the table cannot be written: {problem}", field="--out" if out else None)
     with handled(), cluster_connection(loaded), study_lock(loaded, url):
         storage = make_storage(url)
         study = open_study(loaded, url, storage=storage, echo=echo)
@@ -193,7 +209,7 @@ def tabulate(
         before = counts(study)
         echo(
             f"tabulate {c.name!r}: {len(rows)} rows (distinct candidates x seeds); {done} already settled, "
-            f"{todo} to run; storage {url}"
+            f"{todo} to run; storage {mask_url(url)}"
         )
         if todo:
             target = before["complete"] + before["pruned"] + todo
