@@ -314,7 +314,7 @@ def _final(args: argparse.Namespace, run: Any, what: str) -> int:
         stop = f"; stopped early: {run.stop_reason}" if run.stop_reason else ""
         print(
             f"{what} {run.name}: {run.n_complete} complete, {run.n_pruned} pruned, {run.n_failed} failed, "
-            f"{run.n_rejected} rejected{stop}{where} ({run.wall_time_s:.1f} s)"
+            f"{run.n_rejected} rejected, {getattr(run, 'n_duplicate', 0)} duplicate{stop}{where} ({run.wall_time_s:.1f} s)"
         )
     return 3 if run.stop_reason else 0
 

@@ -24,6 +24,7 @@ from icbench.search.storage import check_storage, resolve_url, storage_url
 
 __all__ = [
     "N_PROBE", "Checked", "check_data_present", "check_environment", "check_resume", "check_run", "check_study",
+    "check_tracking",
     "mask_length",
 ]  # fmt: skip
 
@@ -258,6 +259,7 @@ def check_run(loaded: LoadedStudy) -> list[str]:
     skipped = [note for note in (check_data_present(loaded),) if note]
     check_environment(loaded)
     check_resume(loaded, storage_url(loaded))
+    check_tracking(loaded)
     if loaded.config.execution.address:
         skipped.append(
             f"the trials' resources on the Ray cluster at {loaded.config.execution.address}: `run` checks "
@@ -374,6 +376,26 @@ def check_resume(loaded: LoadedStudy, url: str) -> None:
         return
     attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
     check_stored(loaded, attrs, url=url)
+
+
+def check_tracking(loaded: LoadedStudy) -> None:
+    """The libraries `execution.tracking` names are installed (tensorboardX, and mlflow when asked for).
+
+    Raises:
+        ConfigError: naming the study file, `execution.tracking` and what to install.
+    """
+    import importlib.util
+
+    extra = {"tensorboard": ("tensorboardX", "icbench"), "mlflow": ("mlflow", "icbench[mlflow]")}
+    for name in loaded.config.execution.tracking:
+        module, install = extra[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"tracking {name!r} needs the {module} package, which is not installed: pip install '{install}' "
+                "(or remove it from execution.tracking)",
+                source=str(loaded.study_path),
+                field="execution.tracking",
+            )
 
 
 def _has_optuna_tables(url: str) -> bool:

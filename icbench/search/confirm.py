@@ -265,6 +265,7 @@ def confirm_study(
         after = counts(study)
         run.n_complete, run.n_pruned = after["complete"], after["pruned"]
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
+        run.n_duplicate = after["duplicate"]
         evaluate_chosen(derived, url, study, echo)  # records the setting; `all` trials evaluated themselves
     if report:
         try:

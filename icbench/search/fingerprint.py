@@ -53,6 +53,8 @@ MAY_CHANGE: dict[str, str] = {
     "execution.num_gpus": "resources of the local Ray",
     "execution.max_failures": "when this run gives up, not what a trial measures",
     "execution.max_consecutive_rejections": "when this run gives up, not what a trial measures",
+    "execution.tracking": "where per-epoch metrics are also written, not what a trial measures",
+    "execution.mlflow_uri": "where per-epoch metrics are also written, not what a trial measures",
     "execution.workers_per_trial": (
         "resources per trial: N workers train the same global batch in the same data order "
         "(BatchNorm per worker unless training.sync_bn, which is fingerprinted)"

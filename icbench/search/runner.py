@@ -96,7 +96,7 @@ def run_study(
         remaining = target - before["complete"] - before["pruned"]
         echo(
             f"study {c.name!r}: {before['complete']} complete, {before['pruned']} pruned, {before['failed']} failed, "
-            f"{before['rejected']} rejected so far; target {target} evaluated trials; storage {mask_url(url)}"
+            f"{before['rejected']} rejected, {before['duplicate']} duplicate so far; target {target} evaluated trials; storage {mask_url(url)}"
         )
         if remaining > 0:
             run.stop_reason = execute(loaded, checked, study, target, echo)
@@ -105,6 +105,7 @@ def run_study(
         after = counts(study)
         run.n_complete, run.n_pruned = after["complete"], after["pruned"]
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
+        run.n_duplicate = after["duplicate"]
         if run.stop_reason:
             echo(f"study stopped early: {run.stop_reason}")
         # After the search (or a resume with nothing left to run): the test split, for the chosen trials.

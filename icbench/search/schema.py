@@ -481,6 +481,12 @@ class ExecutionSection(_Strict):
     #: Times one trial is restarted from its latest checkpoint after its worker, node or driver died (Ray
     #: Tune's `FailureConfig(max_failures)`); not `max_failures`, which counts FAIL trials of the study.
     trial_restarts: int = Field(default=1, ge=0)
+    #: Where each trial's per-epoch metrics go as they arrive, written by the driver: `tensorboard` (event
+    #: files under runs/<name>/tensorboard/trial_<n>/: `tensorboard --logdir runs/<name>`) and `mlflow`
+    #: (one MLflow run per trial in `mlflow_uri`; `pip install 'icbench[mlflow]'`); [] writes neither.
+    tracking: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=lambda: ["tensorboard"])
+    #: The MLflow tracking URI when `tracking` holds `mlflow`; null: a local SQLite store, runs/<name>/mlflow.db.
+    mlflow_uri: str | None = None
 
     @model_validator(mode="after")
     def _replay(self) -> ExecutionSection:
@@ -488,6 +494,8 @@ class ExecutionSection(_Strict):
             raise ValueError("execution.table is required with execution.backend: replay")
         if self.table and self.backend != "replay":
             raise ValueError("execution.table is only read by execution.backend: replay")
+        if self.mlflow_uri and "mlflow" not in self.tracking:  # set, but nothing would read it
+            raise ValueError("execution.mlflow_uri is only read with `mlflow` in execution.tracking")
         for name in ("replay_seed", "replay_clock"):  # set, but nothing would read it: refused, not ignored
             if name in self.model_fields_set and self.backend != "replay":
                 raise ValueError(

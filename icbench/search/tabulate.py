@@ -220,6 +220,7 @@ def tabulate(
         after = counts(study)
         run.n_complete, run.n_pruned = after["complete"], after["pruned"]
         run.n_failed, run.n_rejected = after["failed"], after["rejected"]
+        run.n_duplicate = after["duplicate"]
         evaluate_chosen(loaded, url, study, echo)  # records the setting (`all`: rows evaluated themselves)
         n = write_table(url, c.name, table_file, rows=[r.key for r in rows])
         echo(f"table written to {table_file} ({n} rows; schema in {table_file.with_suffix('.md')})")

@@ -19,6 +19,7 @@ from icbench.search.executors import EXECUTORS
 from icbench.search.executors.progress import Progress
 from icbench.search.schedulers import make_scheduler
 from icbench.search.schema import LoadedStudy
+from icbench.search.tracking import Tracking
 from icbench.search.trainable import FINAL_KEY, trial_evaluation
 
 
@@ -77,7 +78,13 @@ def execute_ray(
     c = loaded.config
     ex = c.execution
     scheduler = make_scheduler(loaded)
-    searcher = make_searcher(loaded, checked, study, target, Progress(study, target, echo), scheduler)
+    tracking = Tracking(loaded, warn=echo)
+    if tracking.where:
+        echo(f"per-epoch metrics of every trial: {'; '.join(tracking.where)}")
+    progress = Progress(
+        study, target, echo, tracking=tracking, epochs=c.budget.epochs, concurrency=ex.max_concurrent
+    )
+    searcher = make_searcher(loaded, checked, study, target, progress, scheduler)
     started = init_ray(loaded)
     interrupts.install()  # take SIGTERM back from `ray.init`'s handler while the study command runs
     try:
@@ -114,6 +121,7 @@ def execute_ray(
         )
         tuner.fit()
     finally:
+        progress.close()  # the live line cleared, the tracking files closed
         if started:
             ray.shutdown()
     return searcher.stop_reason
