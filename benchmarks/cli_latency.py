@@ -1,0 +1,106 @@
+"""How long the `icbench` command takes to answer where no work is to be done: `--version`, and a study file
+with a typo (a misspelt key, an unknown family, an unknown size). hyperfine-style: each command is run N
+times as a fresh process, after one warm-up run, and the wall times' median, min, max and interquartile
+range are printed.
+
+Beside each typo case, the same study checked the way the command did before the light check existed:
+torch and Ray imported first, then the file read (`import torch, ray` + `icbench.search.load_study`).
+The ratio is that over the light path. Target (issue 29): every typo case answers in < 1 s.
+
+Usage:
+    .venv/bin/python benchmarks/cli_latency.py [--runs 10] [--out benchmarks/results/cli_latency.txt]
+    .venv/bin/python benchmarks/cli_latency.py --smoke   (2 runs each, no baseline, nothing written)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `_common`, from a checkout
+
+from _common import ROOT, header, table  # noqa: E402
+
+TARGET_S = 1.0
+#: (case, edit of studies/quickstart.yaml's text)
+TYPOS = {
+    "key typo (budgt:)": ("budget:", "budgt:"),
+    "unknown family (resnt_cifar)": ("name: resnet_cifar", "name: resnt_cifar"),
+    "unknown size (resnet21)": ("size: resnet8", "size: resnet21"),
+}
+#: The old path: torch and Ray first, then the file.
+BASELINE = "import sys, torch, ray\nfrom icbench.search import load_study\ntry:\n    load_study(sys.argv[1])\nexcept Exception as e:\n    print(f'error: {e}', file=sys.stderr)\n    sys.exit(2)\n"
+
+
+def wall_times(cmd: list[str], runs: int, expect: int) -> list[float]:
+    """Wall seconds of `runs` fresh runs of `cmd` (after one warm-up), each checked for exit status `expect`."""
+    out: list[float] = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        dt = time.perf_counter() - t0
+        if done.returncode != expect:
+            raise SystemExit(f"{' '.join(cmd)}: exit {done.returncode}, expected {expect}\n{done.stderr}")
+        if i:  # the first run warms the file cache
+            out.append(dt)
+    return out
+
+
+def summary(times: list[float]) -> list[str]:
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return [f"{statistics.median(times):.3f}", f"{min(times):.3f}", f"{max(times):.3f}", f"{q[2] - q[0]:.3f}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per command (default 10)")
+    parser.add_argument("--out", default=None, help="also write the output to this file")
+    parser.add_argument("--smoke", action="store_true", help="2 runs each, no baseline, nothing written")
+    args = parser.parse_args(argv)
+    runs = 2 if args.smoke else args.runs
+    icbench = [sys.executable, "-m", "icbench"]
+    lines = [header("icbench command latency: --version and study files with a typo", device="device: not used")]
+    rows: list[list[str]] = []
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        source = (ROOT / "studies" / "quickstart.yaml").read_text()
+        space = ROOT / "search_spaces" / "quickstart.yaml"
+        cases: list[tuple[str, list[str], list[str] | None, int]] = [("--version", [*icbench, "--version"], None, 0)]
+        for i, (case, (old, new)) in enumerate(TYPOS.items()):
+            assert old in source, old
+            path = Path(tmp) / f"typo{i}.yaml"
+            path.write_text(source.replace(old, new).replace("../search_spaces/quickstart.yaml", str(space)))
+            baseline = [sys.executable, "-c", BASELINE, str(path)]
+            cases.append((case, [*icbench, "validate", str(path)], baseline, 2))
+        for case, cmd, baseline, expect in cases:
+            light = wall_times(cmd, runs, expect)
+            row = [case, *summary(light)]
+            if case != "--version":
+                worst = max(worst, statistics.median(light))
+            if baseline is not None and not args.smoke:
+                old = wall_times(baseline, runs, 2)
+                row += [f"{statistics.median(old):.3f}", f"{statistics.median(old) / statistics.median(light):.1f}x"]
+            else:
+                row += ["-", "-"]
+            rows.append(row)
+    lines += [
+        "",
+        f"{runs} fresh processes per command after one warm-up; seconds of wall time",
+        table(rows, ["command", "median", "min", "max", "IQR", "torch+Ray first: median", "speed-up"]),
+        "",
+        f"slowest typo case (median): {worst:.3f} s; target < {TARGET_S:.1f} s: {'met' if worst < TARGET_S else 'NOT met'}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out and not args.smoke:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
