@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from icbench.errors import IcbenchError
+from icbench.files import publish
 
 __all__ = ["Folder", "ObjectStoreError", "is_uri", "join", "local_copy", "read_file", "shown", "split", "write_file"]
 
@@ -212,7 +213,7 @@ class Folder:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, target)
+                publish(tmp, target)  # the mode `open()` gives (mkstemp makes 0600)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icbench.errors import IcbenchError
+from icbench.files import publish
 from icbench.places import folder_problem
 from icbench.redact import redact
 from icbench.report import aggregate, evaluation, pareto, plots, tables
@@ -92,7 +93,7 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        publish(tmp, path)  # 0644 under umask 022, as `open()` would make it (mkstemp makes 0600)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

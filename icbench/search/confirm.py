@@ -189,6 +189,7 @@ def confirm_study(
             f"--seeds {k}: a confirmation needs at least 2 seeds for an interval", source=str(path)
         )
     src_url = storage_url(loaded)
+    echo(f"confirm: reading study {c.name!r} ({mask_url(src_url)}) to choose its front and basic networks")
     try:
         source = read_stored_study(src_url, c.name)
     except (StorageError, StudyNotFoundError) as e:
@@ -224,6 +225,7 @@ def confirm_study(
     # Seed-major order: an interrupted confirmation has whole pairs (candidate and basic) for early seeds.
     points = [Point(n, s, {**params[n], "seed": s}) for s in seed_list for n in numbers]
     derived = confirmation_study(loaded, len(points))
+    echo(f"confirm: checking the {len(points)} confirmation points (study, data, storage, resources)")
     checked = check_study(derived)
     check_data_present(derived)
     check_environment(derived)

@@ -28,6 +28,7 @@ from icbench.cost import Cost, measure_cost, measure_latency
 from icbench.data import DatasetInfo, Splits, TensorSplit, dataset_info, load_dataset
 from icbench.errors import CheckpointError, ConfigError
 from icbench.families import build_model
+from icbench.files import publish
 from icbench.machine import describe_machine
 from icbench.objectstore import is_uri, local_copy, shown, write_file
 from icbench.placement import Placement, Site, apply, load_basic_weights, make_placement, sites
@@ -400,7 +401,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path | str:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
-        os.replace(tmp, path)
+        publish(tmp, path)  # the mode `open()` gives (mkstemp makes 0600)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

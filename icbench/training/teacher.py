@@ -40,6 +40,7 @@ import icbench
 from icbench.checkpoints import check_state_dict, read_state_dict
 from icbench.data import Splits
 from icbench.errors import CheckpointError, IcbenchError
+from icbench.files import publish
 from icbench.objectstore import Folder, is_uri, join, local_copy, shown
 from icbench.training.config import TEACHER_RECIPE_KEYS, CandidateConfig, TrainConfig
 from icbench.training.loop import evaluate, fit, seed_everything
@@ -151,7 +152,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)  # the mode `open()` gives (mkstemp makes 0600)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
