@@ -6,11 +6,13 @@ run from a checkout) and nothing under `icbench/` depends on it.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -165,3 +167,78 @@ def append_cell(path: Path, key: tuple[Any, ...], val_acc: float, seconds: float
 
     with path.open("a") as f:
         f.write(json.dumps({"key": list(key), "val_acc": val_acc, "seconds": seconds}) + "\n")
+
+
+#: Where committed results live: a smoke run never writes there.
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def add_smoke_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--smoke` (a tiny but real run of the code paths that print the script's tables: `what`) and
+    `--smoke-dir` (where it writes). Every benchmark has both; the suite runs each script with `--smoke`
+    (tests/benchmarks/test_every_benchmark_smoke.py), so a script without the mode fails the suite."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"a tiny run for the test suite ({what}); its figures mean nothing",
+    )
+    parser.add_argument(
+        "--smoke-dir",
+        default=None,
+        help="where a --smoke run writes (default: a new temporary folder; never benchmarks/results)",
+    )
+
+
+def smoke_dir(args: argparse.Namespace) -> Path:
+    """The folder a `--smoke` run writes to: `--smoke-dir`, or a new temporary folder.
+
+    Raises:
+        SystemExit: `--smoke-dir` is inside benchmarks/results (committed figures are never overwritten
+            by a smoke run).
+    """
+    folder = Path(args.smoke_dir) if args.smoke_dir else Path(tempfile.mkdtemp(prefix="icbench-smoke-"))
+    folder = folder.resolve()
+    if folder == RESULTS or RESULTS in folder.parents:
+        print(f"--smoke-dir {folder}: must not be inside {RESULTS} (committed results)", file=sys.stderr)
+        raise SystemExit(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"smoke run: writing under {folder}")
+    return folder
+
+
+#: A tiny live experiment for smoke runs: synthetic images, ResNet-8 at width 0.25, one unit per block.
+SMOKE_EXPERIMENT = """
+dataset: {{name: synthetic, kwargs: {{n: 240, image_size: 16, in_chans: 1}}}}
+family: {{name: resnet_cifar, size: resnet8, width: 0.25}}
+strategy: mask
+objectives: [val_acc, macs]
+budget: {{epochs: {epochs}}}
+"""
+SMOKE_SPACE = """
+params:
+  unit: {type: categorical, choices: [conv, ic]}
+  blocks: {type: mask, over: blocks}
+"""
+
+
+def smoke_live_study(folder: Path, *, name: str, extra: str = "", epochs: int = 2) -> tuple[Path, Path]:
+    """(study file, replay table) for a smoke run of a live-against-replay benchmark, under `folder`.
+
+    The study is a real, tiny live experiment (`SMOKE_EXPERIMENT` + `extra`); the table holds every
+    candidate of its space x seeds 0-2 with curves made by hand (`tests/replay_helpers.make_table`, as
+    the replay tests make theirs), since training a table is what the full benchmark's inputs took hours
+    for: the smoke run exercises the replay and the comparison, not the table's values.
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    from replay_helpers import make_table
+
+    from icbench.search import load_study
+
+    study = write_study(folder, name, SMOKE_EXPERIMENT.format(epochs=epochs) + extra, SMOKE_SPACE)
+
+    def curve(placement: str, wld: bool, seed: int) -> tuple[list[float], list[float]]:
+        acc = 0.5 + 0.05 * placement.split(":")[1].count("1") + 0.01 * seed
+        return [acc - 0.1 * (epochs - e - 1) for e in range(epochs)], [0.5] * epochs
+
+    table = make_table(folder / f"{name}.parquet", load_study(study), [0, 1, 2], curve)
+    return study, table

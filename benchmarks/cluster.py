@@ -1,7 +1,10 @@
 """Cluster versus local, PostgreSQL versus SQLite, side by side in one run.
 
 Usage:
-    .venv/bin/python benchmarks/cluster.py [--trials 6] [--epochs 1] [--storage-trials 40]
+    .venv/bin/python benchmarks/cluster.py [--trials 6] [--epochs 1] [--storage-trials 40] [--smoke]
+
+`--smoke`: the local study (2 trials) and the storage timing (5 trials, SQLite and, if installed,
+PostgreSQL); the two-node cluster is not started (said in the output).
 
 1. Per-trial overhead: one tiny study (synthetic data, ResNet-8 x0.25, no WLD, two trials at a time) run
    through `run_study.py run` locally (`num_cpus: 2`) and on a two-node Ray cluster on this host (two
@@ -29,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "cluster"), str(REPO)]
+sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests"), str(REPO / "tests" / "cluster"), str(REPO)]
 
+from _common import add_smoke_options, smoke_dir  # noqa: E402
 from cluster_helpers import Cluster  # noqa: E402
 from pg_server import PostgresServer, server_bin  # noqa: E402
 
@@ -103,25 +107,32 @@ def storage_time(url: str, n: int) -> float:
     return ms
 
 
+class _NoCluster(Exception):
+    """A smoke run stops before the cluster part."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--storage-trials", type=int, default=40)
+    add_smoke_options(ap, "the local study and the storage timing; no cluster is started")
     args = ap.parse_args()
+    if args.smoke:
+        args.trials, args.epochs, args.storage_trials = 2, 1, 5
     import optuna
 
     from icbench.search.schema import write_study_files
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="icbench-cluster-bench-"))
+    folder = smoke_dir(args) if args.smoke else Path(tempfile.mkdtemp(prefix="icbench-cluster-bench-"))
     results: dict[str, Any] = {}
 
-    cluster = Cluster(cpus_per_node=1)
+    cluster = None if args.smoke else Cluster(cpus_per_node=1)
     try:
         local_exec = "{num_cpus: 2, cpus_per_trial: 1, max_concurrent: 2}"
         cluster_exec = (
-            f'{{address: "{cluster.address}", storage_path: {folder / "shared"}, cpus_per_trial: 1, '
+            f'{{address: "{cluster.address if cluster else None}", storage_path: {folder / "shared"}, cpus_per_trial: 1, '
             "max_concurrent: 2}"
         )
         local = write_study_files(
@@ -136,6 +147,11 @@ def main() -> None:
             STUDY.format(epochs=args.epochs, trials=args.trials, execution=cluster_exec),
             SPACE,
         )
+        if cluster is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+            env["PYTHONPATH"] = str(REPO)
+            results["local"] = overhead(local, env, 2)
+            raise _NoCluster
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(
             RAY_TMPDIR=str(cluster.root / "local"),
@@ -149,8 +165,11 @@ def main() -> None:
         cluster.wait_for_nodes(2)
         results["cluster_start_s"] = time.perf_counter() - t0
         results["cluster"] = overhead(remote, cluster.env("driver"), 2)
+    except _NoCluster:
+        print("smoke run: the two-node cluster is not started (SKIPPED: cluster start and its study)")
     finally:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
 
     sqlite_url = f"sqlite:///{folder / 'storage.db'}"
     results["sqlite_ms"] = storage_time(sqlite_url, args.storage_trials)
@@ -165,8 +184,12 @@ def main() -> None:
         finally:
             server.stop()
 
-    shutil.rmtree(folder, ignore_errors=True)
-    loc, clu = results["local"], results["cluster"]
+    if not args.smoke:
+        shutil.rmtree(folder, ignore_errors=True)
+    nan = float("nan")
+    loc = results["local"]
+    clu = results.get("cluster") or {k: nan for k in loc}
+    results.setdefault("cluster_start_s", nan)
     print(
         f"{args.trials} trials x {args.epochs} epoch(s), 2 at a time; storage: {args.storage_trials} trials"
     )

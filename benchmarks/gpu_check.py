@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/gpu_check.py [--sections correctness,timing,throughput,study] [--quick]
-        [--budget-s 450] [--compile] [--out FILE]
+        [--budget-s 450] [--compile] [--smoke]
 
 Sections (each runs on its own: an error prints FAIL with the message and the next section runs):
 - correctness: every registered unit on the device against a float64 CPU reference, forward and backward
@@ -49,7 +49,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _common import header, interleaved, quiet_ray_env, table, write_study  # noqa: E402
+from _common import add_smoke_options, header, interleaved, quiet_ray_env, table, write_study  # noqa: E402
 
 SECTIONS = ("correctness", "timing", "throughput", "study")
 TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}  # relative error vs float64 (bf16 keeps 8 mantissa bits;
@@ -506,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-s", type=float, default=450.0, help="skip sections once this much time is spent"
     )
+    add_smoke_options(parser, "the reduced (--quick) mode, which writes nothing")
     args = parser.parse_args(argv)
+    args.quick = args.quick or args.smoke
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
     for s in wanted:
         if s not in CHECKS:

@@ -4,7 +4,7 @@
 Usage:
     .venv/bin/python benchmarks/live_replay.py [--study studies/icbench_v2_live.yaml]
         [--table tables/icbench_v2.parquet] [--sampler-seeds 0 1 2 3 4] [--calibrate-on 0]
-        [--range-seeds 20] [--out benchmarks/results/live_replay]
+        [--range-seeds 20] [--out benchmarks/results/live_replay] [--smoke [--smoke-dir DIR]]
 
 1. Live: the study (every trial trains with the study's `training.seed`, as any live search) is run once
    per sampler seed, each as its own study `<name>_s<seed>` in runs/ (resumable: a finished one is read,
@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import ROOT, header  # noqa: E402
+from _common import ROOT, add_smoke_options, header, smoke_dir, smoke_live_study  # noqa: E402
 
 
 def _trials(study: Any) -> list[dict[str, Any]]:
@@ -120,7 +120,9 @@ def replay(study_file: Path, table: Path, seed: int, clock: dict[str, float]) ->
         "execution.replay_seed": "study", "execution.replay_clock": clock,
     }  # fmt: skip
     loaded = load_study(study_file, overrides)
-    checked = _CHECKED.get(str(study_file)) or _CHECKED.setdefault(str(study_file), check_study(loaded, n_probe=1))
+    checked = _CHECKED.get(str(study_file)) or _CHECKED.setdefault(
+        str(study_file), check_study(loaded, n_probe=1)
+    )
     study = open_study(loaded, "memory", storage=optuna.storages.InMemoryStorage())
     EXECUTORS.get("replay")(loaded, checked, study, loaded.config.n_trials, None)
     return _trials(study)
@@ -144,6 +146,13 @@ def span(trials: list[dict[str, Any]], sim: bool) -> float:
     return max(ends) - min(starts) if starts and ends else float("nan")
 
 
+#: The smoke run's search: the full benchmark's configuration (TPE + MO-ASHA) on `SMOKE_EXPERIMENT`.
+SMOKE_STUDY = """sampler: {name: tpe, seed: 0}
+n_trials: 4
+execution: {cpus_per_trial: 1, max_concurrent: 2, scheduler: mo_asha, asha: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default=str(ROOT / "studies" / "icbench_v2_live.yaml"))
@@ -152,7 +161,15 @@ def main() -> None:
     ap.add_argument("--calibrate-on", type=int, default=0)
     ap.add_argument("--range-seeds", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "live_replay"))
+    add_smoke_options(
+        ap, "one live TPE + MO-ASHA search of 4 tiny trials against 3 replays of a hand-made table"
+    )
     args = ap.parse_args()
+    if args.smoke:
+        folder = smoke_dir(args)
+        study, table = smoke_live_study(folder, name="live_replay_smoke", extra=SMOKE_STUDY)
+        args.study, args.table, args.out = str(study), str(table), str(folder / "live_replay")
+        args.sampler_seeds, args.calibrate_on, args.range_seeds = [0], 0, 3
     from samplers import true_values
 
     from icbench.report.table import read_table
@@ -165,11 +182,16 @@ def main() -> None:
     table, _ = read_table(table_path)
     seeds = sorted({int(s) for s in table["seed"]})
     truth, front, ref = true_values(table)
-    rows = {(str(r["placement"]), bool(r["wld"])): r for r in table[table["seed"] == train_seed].to_dict("records")}
+    rows = {
+        (str(r["placement"]), bool(r["wld"])): r
+        for r in table[table["seed"] == train_seed].to_dict("records")
+    }
 
     lives = {s: run_live(study_file, s, out.with_suffix(".jsonl")) for s in args.sampler_seeds}
     clock = calibrate(lives[args.calibrate_on], rows)
-    ranges = [regret(replay(study_file, table_path, s, clock), truth, front, ref) for s in range(args.range_seeds)]
+    ranges = [
+        regret(replay(study_file, table_path, s, clock), truth, front, ref) for s in range(args.range_seeds)
+    ]
     lo, hi = float(np.quantile(ranges, 0.025)), float(np.quantile(ranges, 0.975))
 
     lines = [header("Live searches against their replays (same sampler seed, the study's training seed)"), ""]
@@ -194,14 +216,18 @@ def main() -> None:
         r_live, r_rep = regret(live["trials"], truth, front, ref), regret(rep, truth, front, ref)
         inside += lo <= r_live <= hi
         same_props = sum(
-            a["placement"] == b["placement"] and a["wld"] == b["wld"] for a, b in zip(live["trials"], rep, strict=False)
+            a["placement"] == b["placement"] and a["wld"] == b["wld"]
+            for a, b in zip(live["trials"], rep, strict=False)
         )
         done = [t for t in live["trials"] if t["state"] == "COMPLETE"]
         equal = sum(
             abs(float(rows[(t["placement"], t["wld"])]["val_acc"]) - t["acc"]) < 1e-9
             for t in done if (t["placement"], t["wld"]) in rows
         )  # fmt: skip
-        pruned = (sum(t["state"] == "PRUNED" for t in live["trials"]), sum(t["state"] == "PRUNED" for t in rep))
+        pruned = (
+            sum(t["state"] == "PRUNED" for t in live["trials"]),
+            sum(t["state"] == "PRUNED" for t in rep),
+        )
         lines.append(
             f"| {s}{' (calibration)' if s == args.calibrate_on else ''} | {r_live:.4f} | {r_rep:.4f} | "
             f"{'yes' if lo <= r_live <= hi else 'no'} | {same_props}/{len(live['trials'])} | {equal}/{len(done)} | "

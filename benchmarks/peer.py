@@ -50,7 +50,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _common import ROOT, append_cell, header, mean_std, read_cells, table, write_study  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    add_smoke_options,
+    append_cell,
+    header,
+    mean_std,
+    read_cells,
+    smoke_dir,
+    table,
+    write_study,
+)
 
 PEER = ROOT.parent / "shared" / "peer" / "raw_optuna_ray.py"
 MACS_MARGIN = 1.1
@@ -351,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nets", type=lambda s: s.split(","), default=["1x8"], help="blocks x base width")
     parser.add_argument("--previous", action="store_true", help="also icbench's earlier default recipe")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "peer_recipe.jsonl"))
-    parser.add_argument("--smoke", action="store_true", help="a few-second run of both parts (CI)")
+    add_smoke_options(parser, "both parts, 2 trials of 1 epoch, one recipe cell per side")
     args = parser.parse_args(argv)
     peer = Path(args.peer)
     if not peer.is_file():
@@ -364,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         args.trials, args.epochs, args.seeds = 2, 1, [0]
         args.recipe_epochs, args.lrs, args.recipe_seeds, args.datasets = [1], [0.1], [0], ["digits"]
         if args.results == parser.get_default("results"):
-            args.results = str(Path(tempfile.mkdtemp(prefix="icbench-peer-smoke-")) / "recipe.jsonl")
+            args.results = str(smoke_dir(args) / "recipe.jsonl")
     print(header("icbench against a raw Optuna + Ray Tune script at equal budget"))
     if "study" in parts:
         part_study(args, peer)

@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/recipe.py [--dataset mnist5k] [--epochs 3] [--lrs 0.05,0.12,0.25]
-        [--seeds 0] [--variants "NAME;..."] [--results FILE]
+        [--seeds 0] [--variants "NAME;..."] [--results FILE] [--smoke [--smoke-dir DIR]]
 
 Every variant is the default `Recipe` (icbench/recipe.py) with one or two fields changed, trained on the
 same plain ResNet-8 at width 0.5 (`train_candidate`, unit conv, one thread) at each learning rate and
@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from _common import ROOT, append_cell, header, read_cells, table  # noqa: E402
+from _common import ROOT, add_smoke_options, append_cell, header, read_cells, smoke_dir, table  # noqa: E402
 
 #: name -> the recipe fields it changes from the default.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--variants", default=";".join(VARIANTS), help="names separated by ;")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "recipe.jsonl"))
+    add_smoke_options(parser, "two variants, one epoch, one learning rate")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs, args.lrs, args.seeds, args.variants = 1, "0.12", "0", "default;batch 128"
+        args.results = str(smoke_dir(args) / "recipe.jsonl")
     lrs = [float(v) for v in args.lrs.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     names = [v.strip() for v in args.variants.split(";") if v.strip()]

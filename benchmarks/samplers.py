@@ -42,6 +42,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import add_smoke_options, smoke_dir  # noqa: E402
 
 #: name -> (sampler, scheduler, informed): what each configuration replays.
 CONFIGS: dict[str, tuple[str, str, bool]] = {
@@ -142,7 +145,9 @@ def curves(
     return {"by_trial": by_trial, "by_time": by_time, "end": ends[-1] if ends else math.nan}
 
 
-def estimator_seeds(study: str, table: str, names: list[str], top: int) -> dict[str, tuple[list[dict], float]]:
+def estimator_seeds(
+    study: str, table: str, names: list[str], top: int
+) -> dict[str, tuple[list[dict], float]]:
     """estimator -> (the trial parameters of its top `top` candidates, its cost in seconds)."""
     from icbench.estimators import ESTIMATORS, EstimateContext
     from icbench.estimators.evaluate import table_candidates
@@ -223,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="also replay tpe and nsga2 under a MACs ceiling at this quantile of the table's MACs, informed and not")  # fmt: skip
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "samplers"))
-    p.add_argument("--smoke", action="store_true", help="2 seeds, 12 trials: that it runs")
-    p.add_argument("--estimators", default="", help="comma-separated estimators whose top candidates seed searches")
-    p.add_argument("--top", type=int, default=10, help="how many of an estimator's candidates are trained or enqueued")
+    add_smoke_options(p, "2 seeds, 12 trials; its table, CSV and plot go to the smoke folder")
+    p.add_argument(
+        "--estimators", default="", help="comma-separated estimators whose top candidates seed searches"
+    )
+    p.add_argument(
+        "--top", type=int, default=10, help="how many of an estimator's candidates are trained or enqueued"
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.seeds, args.trials = 2, 12
+        if args.out == p.get_default("out"):
+            args.out = str(smoke_dir(args) / "samplers")
     import pandas as pd
 
     from icbench.machine import cpu_model
@@ -364,10 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.smoke:
-        out.with_suffix(".txt").write_text(text + "\n")
-        pd.DataFrame(out_rows).to_csv(out.with_suffix(".csv"), index=False)
-        _plot(by_config, grid_t, args.trials, out.with_suffix(".png"))
+    out.with_suffix(".txt").write_text(text + "\n")
+    pd.DataFrame(out_rows).to_csv(out.with_suffix(".csv"), index=False)
+    _plot(by_config, grid_t, args.trials, out.with_suffix(".png"))
     return 0
 
 

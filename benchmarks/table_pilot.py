@@ -2,7 +2,10 @@
 
 Usage:
     .venv/bin/python benchmarks/table_pilot.py [--designs NAME ...] [--placements 8] [--pilot-seed 0]
-        [--out benchmarks/results/table_pilot]
+        [--out benchmarks/results/table_pilot] [--smoke [--smoke-dir DIR]]
+
+`--smoke`: one design on synthetic images (2 placements of `ic`, seeds 0-1, one epoch), under a
+temporary folder: the pilot, its table and the summary run for real; the figures mean nothing.
 
 Each *design* is the v2 study (`studies/icbench_v2.yaml`) with a few settings changed: network width and
 depth, epochs, dataset and the size of the validation split. Its pilot (`tabulate --pilot N`) trains N
@@ -29,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import ROOT, header  # noqa: E402
+from _common import ROOT, add_smoke_options, header, smoke_dir  # noqa: E402
 
 STUDY = ROOT / "studies" / "icbench_v2.yaml"
 PILOT_SPACE = "../search_spaces/icbench_v2_pilot.yaml"
@@ -53,6 +56,19 @@ DESIGNS: dict[str, dict[str, Any]] = {
         "search_space": "../search_spaces/icbench_v2_pilot_blocks.yaml",
     },
 }  # fmt: skip
+
+
+#: The smoke run's design: the v2 study on synthetic images, narrower, one epoch, ic only, seeds 0-1.
+SMOKE_DESIGN: dict[str, Any] = {
+    "family.width": 0.25, "budget.epochs": 1,
+    "dataset": {"name": "synthetic", "kwargs": {"n": 240, "image_size": 16, "in_chans": 1}},
+}  # fmt: skip
+SMOKE_SPACE = """
+params:
+  unit: {type: categorical, choices: [conv, ic]}
+  sites: {type: mask, over: sites}
+  seed: {type: categorical, choices: [0, 1]}
+"""
 
 
 def overrides(name: str) -> dict[str, Any]:
@@ -121,7 +137,14 @@ def main() -> None:
     ap.add_argument("--pilot-seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "table_pilot"))
     ap.add_argument("--summarise-only", action="store_true", help="only read the pilots' tables")
+    add_smoke_options(ap, "one tiny design on synthetic images, 2 placements x 2 seeds")
     args = ap.parse_args()
+    if args.smoke:
+        folder = smoke_dir(args)
+        (folder / "smoke.space.yaml").write_text(SMOKE_SPACE)
+        DESIGNS["smoke"] = {**SMOKE_DESIGN, "search_space": str(folder / "smoke.space.yaml"),
+                            "runs_dir": str(folder / "runs"), "reports_dir": str(folder / "reports")}  # fmt: skip
+        args.designs, args.placements, args.out = ["smoke"], 2, str(folder / "table_pilot")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [header("IC-Bench v2 design pilots: placement signal and cost per design"), ""]

@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/training.py [--threads 1] [--device auto] [--seeds 3] [--epochs 6]
         [--target 0.97] [--teacher-epochs 2] [--lr 0.1] [--wld-lr LR] [--variants abc] [--tax-reps 5]
-        [--skip-tax] [--skip-wld]
+        [--skip-tax] [--skip-wld] [--compile] [--compile-cache] [--smoke [--smoke-dir DIR]]
 
 1. Harness tax. One epoch of the same candidate (same model, same seed, same in-memory data,
    augmentation off) trained (a) through `train_candidate` (build, sites, MACs count, the loop with
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cpu_model  # noqa: E402
+from _common import add_smoke_options, cpu_model, smoke_dir  # noqa: E402
 
 from icbench.data import load_dataset  # noqa: E402
 from icbench.families import tiny_size  # noqa: E402
@@ -172,6 +172,84 @@ def compile_break_even(args: argparse.Namespace, device: torch.device) -> None:
     )
 
 
+# Run in a fresh interpreter (a trial's worker process): compile one candidate's training step `repeat`
+# times, `torch._dynamo.reset()` before each, and time the first compiled step against later ones.
+COMPILE_PROBE = r"""
+import json, sys, time
+import torch
+import torch.nn.functional as F
+torch.set_num_threads(1)
+from icbench.training import build_candidate
+cfg, repeat = json.loads(sys.argv[1]), int(sys.argv[2])
+model, _, shape = build_candidate(cfg)
+x = torch.randn(cfg["batch_size"], *shape)
+y = torch.randint(0, 10, (cfg["batch_size"],))
+def step(m):
+    F.cross_entropy(m(x), y).backward()
+def per_step(m, n=3):
+    s = time.perf_counter()
+    for _ in range(n):
+        step(m)
+    return (time.perf_counter() - s) / n
+step(model)
+out = {"eager_step": per_step(model), "compile": []}
+for _ in range(repeat):
+    torch._dynamo.reset()
+    compiled = torch.compile(model)
+    s = time.perf_counter(); step(compiled); first = time.perf_counter() - s
+    out["compile"].append(first - per_step(compiled))
+print("COMPILE " + json.dumps(out))
+"""
+
+
+def _compile_probe(cfg: dict[str, Any], repeat: int, cache_dir: Path) -> dict[str, Any]:
+    import subprocess
+
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir)}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPILE_PROBE, json.dumps(cfg), str(repeat)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("COMPILE ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"compile probe failed:\n{proc.stderr[-2000:]}")
+    return json.loads(line.removeprefix("COMPILE "))
+
+
+def compile_cache(args: argparse.Namespace, device: torch.device) -> None:
+    """Part 4: what `torch.compile` adds per distinct network, and what Inductor's caches save when trials
+    share a graph. Per network, in fresh processes (a trial's worker) with their own Inductor cache folder:
+    cold (empty cache), the same process compiling again after `torch._dynamo.reset()` (a reused worker's
+    next trial of the same network), and a new process on the cache the first one filled (another worker,
+    or a later study on the same machine). Compile time = first compiled step minus a later one."""
+    root = Path(getattr(args, "smoke_folder", None) or tempfile.mkdtemp(prefix="icbench-inductor-"))
+    rows = []
+    for strategy in [v.strip() for v in args.compile_networks.split(",") if v.strip()]:
+        cfg = {"dataset": "mnist5k", "family": "resnet_cifar", "size": args.size, "width": args.width,
+               "unit": "ic", "strategy": strategy, "batch_size": args.batch_size, "seed": 0}  # fmt: skip
+        cache = root / f"inductor-{strategy}"
+        cold = _compile_probe(cfg, 2, cache)
+        warm = _compile_probe(cfg, 1, cache)
+        rows.append(
+            (strategy, cold["eager_step"], cold["compile"][0], cold["compile"][1], warm["compile"][0])
+        )
+    print(
+        f"\n## 4. torch.compile per distinct network: resnet_cifar {args.size} x{args.width}, unit ic, batch "
+        f"{args.batch_size}, one training step (forward + backward), 1 thread, {device.type} (fresh processes)"
+    )
+    print(
+        f"{'placement':<12} {'eager step ms':>13} {'cold s':>8} {'same proc. again s':>19} {'new proc., warm cache s':>24}"
+    )
+    for strategy, eager, cold_s, again_s, warm_s in rows:
+        print(f"{strategy:<12} {1e3 * eager:>13.1f} {cold_s:>8.1f} {again_s:>19.1f} {warm_s:>24.1f}")
+    print(
+        "cold: empty Inductor cache (every distinct network pays this once); same proc. again: after "
+        "torch._dynamo.reset() in the process that compiled it (a reused worker); new proc., warm cache: "
+        "a new process on the Inductor cache folder the first one filled (FX graph and kernel caches)."
+    )
+
+
 def epochs_to(curve: list[dict[str, Any]], target: float) -> int | None:
     return next((e["epoch"] for e in curve if e["val_acc"] >= target), None)
 
@@ -283,7 +361,23 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also part 3, the torch.compile break-even")
     parser.add_argument("--compile-epochs", type=int, default=3)
     parser.add_argument("--compile-reps", type=int, default=2)
+    parser.add_argument(
+        "--compile-cache",
+        action="store_true",
+        help="also part 4: torch.compile time per distinct network, with and without Inductor's caches",
+    )
+    parser.add_argument(
+        "--compile-networks", default="all,every_other", help="part 4's placements (strategies)"
+    )
+    add_smoke_options(parser, "parts 1 and 2 with one rep, one seed, one epoch; parts 3 and 4 only if asked")
     args = parser.parse_args()
+    if args.smoke:
+        args.tax_reps, args.seeds, args.epochs, args.teacher_epochs, args.target = 1, 1, 1, 1, 0.5
+        args.width, args.batch_size = 0.25, 64
+        args.compile_epochs, args.compile_reps, args.compile_networks = 2, 1, "all"
+        args.smoke_folder = smoke_dir(args)
+        if not (args.compile or args.compile_cache):
+            print("smoke run: parts 3 and 4 (torch.compile) not run; add --compile / --compile-cache")
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -297,6 +391,8 @@ def main() -> int:
         wld_claim(args, device)
     if args.compile:
         compile_break_even(args, device)
+    if args.compile_cache:
+        compile_cache(args, device)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0
 

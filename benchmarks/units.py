@@ -4,6 +4,8 @@ Usage:
     .venv/bin/python benchmarks/units.py [--device cpu|cuda|cpu,cuda] [--repeats 25] [--compile]
                                          [--reference] [--inference] [--threads N] [--clock wall|cpu] [--batch N]
                                          [--shapes resnet20_3x3,resnet50_1x1,resnet50_3x3,mbv2_dw3x3]
+                                         [--smoke]  (the ResNet-20 shape, batch 8, 4 rounds, with --reference
+                                                     and --inference; compile only if asked)
 
 Each layer shape is timed with all candidates side by side in one run: the candidates take turns
 (round-robin, the starting candidate rotating every round), so a slow spell of this shared, noisy
@@ -38,7 +40,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import interleaved  # noqa: E402
+from _common import add_smoke_options, interleaved  # noqa: E402
 
 from icbench.units import UNITS, make_unit  # noqa: E402
 from icbench.units.ic import ICConv2d, collision_reference  # noqa: E402
@@ -327,7 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {list(SHAPES)}"
     )
+    add_smoke_options(parser, "one shape, batch 8, 4 rounds, reference and inference timings too")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.shapes, args.batch, args.repeats, args.reference, args.inference = (
+            "resnet20_3x3",
+            8,
+            4,
+            True,
+            True,
+        )
 
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]

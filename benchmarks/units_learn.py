@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python benchmarks/units_learn.py [--datasets mnist5k digits] [--widths 0.5 1.0]
         [--epochs 2 4 10] [--seeds 5] [--units ic ic_dual se]
         [--settings default legacy=1:zero ...] [--jobs 2] [--out benchmarks/results/units_learn]
+        [--smoke [--smoke-dir DIR]]
 
 Every run is one candidate of a CIFAR-style ResNet-8 with the unit at every eligible site, trained from
 scratch with the default recipe (no WLD), `train_candidate` as a study trial runs it. A *setting* is the
@@ -34,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import ROOT, header  # noqa: E402
+from _common import ROOT, add_smoke_options, header, smoke_dir  # noqa: E402
 
 from icbench.recipe import LEGACY_UNIT_RECIPE, Recipe  # noqa: E402
 
@@ -162,7 +163,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "units_learn"))
+    add_smoke_options(ap, "ic against the basic network, width 0.25, one epoch, 2 seeds, one job")
     args = ap.parse_args()
+    if args.smoke:
+        args.datasets, args.widths, args.epochs, args.seeds = ["mnist5k"], [0.25], [1], 2
+        args.units, args.settings, args.jobs = ["ic"], ["default"], 1
+        args.out = str(smoke_dir(args) / "units_learn")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ def absolute_paths(cand: dict[str, Any]) -> dict[str, Any]:
         if cand.get(key) and not is_uri(cand[key]):
             cand[key] = str(Path(cand[key]).expanduser().resolve())
     wld = cand.get("wld") or {}
-    if wld.get("teacher_checkpoint"):
+    if wld.get("teacher_checkpoint") and not is_uri(wld["teacher_checkpoint"]):
         wld["teacher_checkpoint"] = str(Path(wld["teacher_checkpoint"]).expanduser().resolve())
     return cand
 
@@ -51,8 +51,13 @@ class Proposer:
     """Samples a candidate for an asked trial and decides whether it goes to a worker.
 
     MACs are counted here once per distinct architecture (cached), passed to the trial so the worker does
-    not count them again, and checked against the study's MACs ceiling before any training.
+    not count them again, and checked against the study's MACs ceiling before any training. The basic
+    network's sites, found by the same build, go to the trial too (`hand_off_sites`): a worker that had
+    to find them would count MACs once more, and its first count costs ~2 s (ptflops' warm-up).
     """
+
+    #: Pass the sites to the trial (`icbench.training.candidate.remember_sites`); off only to measure it.
+    hand_off_sites = True
 
     def __init__(
         self, loaded: LoadedStudy, checked: Checked, known_costs: dict[str, dict[str, Any]] | None = None
@@ -153,4 +158,9 @@ class Proposer:
             )
             return Proposal(None, attrs)
         attrs["rejected"] = False
-        return Proposal({"candidate": cand, "cost": cost, "num_threads": cand["num_threads"]}, attrs)
+        config: dict[str, Any] = {"candidate": cand, "cost": cost, "num_threads": cand["num_threads"]}
+        if self.hand_off_sites:
+            from icbench.training.candidate import known_sites
+
+            config["sites"] = known_sites(cand)  # found by `cost`'s build: the trial need not count again
+        return Proposal(config, attrs)

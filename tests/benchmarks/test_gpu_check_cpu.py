@@ -48,7 +48,7 @@ def summary_rows(output: str) -> dict[str, list[str]]:
 @pytest.mark.xdist_group("ray")  # its study section starts a local Ray: not beside the other Ray tests
 def test_quick_mode_on_cpu_runs_every_section_and_skips_cuda_parts() -> None:
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=600, cwd=ROOT
+        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=600, cwd=ROOT
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
