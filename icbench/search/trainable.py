@@ -140,7 +140,8 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
     without `icbench_final`, which the searcher records as PRUNED).
 
     Args:
-        config: {"candidate", "cost", "num_threads", "trial_number"} from the searcher.
+        config: {"candidate", "cost", "sites", "num_threads", "trial_number"} from the searcher ("sites":
+            the basic network's, as `icbench.training.candidate.known_sites` gives them, or None).
         evaluation: {"test": one of `TEST_SETTINGS`, "weights_dir": folder or None, "checkpoint_root":
             folder or URI or None, "checkpoint_every": epochs} (`trial_evaluation`). With "all" the
             trial evaluates the test split after training; otherwise it never reads it, and with a
@@ -153,6 +154,7 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
 
     from icbench.machine import describe_machine
     from icbench.training import train_candidate
+    from icbench.training.candidate import remember_sites
     from icbench.training.loop import resolve_device
 
     candidate: dict[str, Any] = config["candidate"]
@@ -182,6 +184,8 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
             last.update(scalar)
 
     try:
+        if config.get("sites"):  # found by the driver (`Proposer`): this worker does not count them again
+            remember_sites(candidate, config["sites"])
         metrics = train_candidate(
             candidate,
             callback=on_epoch,

@@ -54,6 +54,8 @@ __all__ = [
     "METRIC_KEYS",
     "build_candidate",
     "evaluate_saved",
+    "known_sites",
+    "remember_sites",
     "save_weights",
     "train_candidate",
 ]
@@ -132,12 +134,38 @@ def _placement(config: CandidateConfig, site_list: list[Site]) -> Placement:
 _SITES: dict[str, list[Site]] = {}
 
 
-def _build(config: CandidateConfig, info: DatasetInfo) -> tuple[nn.Module, Placement, list[Site]]:
-    model = _build_basic(config, info)
-    key = json.dumps(
+def _sites_key(config: CandidateConfig, info: DatasetInfo) -> str:
+    return json.dumps(
         [config.family, config.size, config.width, config.family_kwargs, info.input_shape, info.num_classes],
         sort_keys=True, default=str,
     )  # fmt: skip
+
+
+def known_sites(config: CandidateConfig | Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The sites of `config`'s basic network if this process has found them (by building a candidate on
+    it), as plain dicts for `remember_sites`; None otherwise. The driver hands them to the trial."""
+    config = CandidateConfig.from_dict(config)
+    info = dataset_info(config.dataset, config.dataset_root, **config.dataset_kwargs)
+    found = _SITES.get(_sites_key(config, info))
+    return None if found is None else [dataclasses.asdict(site) for site in found]
+
+
+def remember_sites(config: CandidateConfig | Mapping[str, Any], site_list: list[dict[str, Any]]) -> None:
+    """Give this process the sites of `config`'s basic network, found elsewhere (`known_sites` in the
+    driver): building a candidate on it then skips the forward pass and the MACs count that finding
+    them takes (the first count in a process also pays ptflops' import and warm-up, about 2 s here)."""
+    config = CandidateConfig.from_dict(config)
+    info = dataset_info(config.dataset, config.dataset_root, **config.dataset_kwargs)
+    tuples = ("kernel_size", "stride")
+    _SITES.setdefault(
+        _sites_key(config, info),
+        [Site(**{k: tuple(v) if k in tuples else v for k, v in site.items()}) for site in site_list],
+    )
+
+
+def _build(config: CandidateConfig, info: DatasetInfo) -> tuple[nn.Module, Placement, list[Site]]:
+    model = _build_basic(config, info)
+    key = _sites_key(config, info)
     if key not in _SITES:
         _SITES[key] = sites(model, info.input_shape, config.family)
     site_list = list(_SITES[key])

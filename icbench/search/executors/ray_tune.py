@@ -132,6 +132,13 @@ def execute_ray(
     return searcher.stop_reason
 
 
+#: Modules every local Ray worker imports as it starts (Ray's `preload_python_modules`). Ray starts its
+#: workers with `ray.init`, and Tune's trial actors take those processes, so the first trial of each worker
+#: finds torch and icbench imported (1-2 s per process here, benchmarks/harness.py) instead of importing
+#: them on its own clock. Locally only: a cluster's nodes were started by `ray start` with their settings.
+PRELOAD_MODULES: tuple[str, ...] = ("torch", "ray.tune", "icbench.training.candidate", "icbench.search.trainable")
+
+
 def init_ray(loaded: LoadedStudy) -> bool:
     """Start a local Ray (or join the study's cluster) unless one is already up; True if this call started it."""
     import ray
@@ -149,6 +156,8 @@ def init_ray(loaded: LoadedStudy) -> bool:
         # Locally the workers inherit the driver's environment; a runtime_env would stop Ray from using
         # its pre-started workers (0.94 s against 0.32 s per actor, benchmarks/harness.py).
         os.environ["PYTHONPATH"] = pythonpath
+        if PRELOAD_MODULES:
+            kwargs["_system_config"] = {"preload_python_modules": list(PRELOAD_MODULES)}
         ray.init(num_cpus=ex.num_cpus or os.cpu_count(), num_gpus=ex.num_gpus, **kwargs)
     return True
 
