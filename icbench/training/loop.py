@@ -9,7 +9,11 @@ a callback after every epoch.
 
 Per-batch overhead is kept small: on CUDA the loss is accumulated on the device and checked for
 finiteness every `_CHECK_EVERY` steps, so the host never waits for the GPU on an ordinary step; on the
-CPU reading the loss costs nothing, so it is checked every step.
+CPU reading the loss costs nothing, so it is checked every step (with several data-parallel workers the
+check is a collective, every `_CHECK_EVERY` steps on any device).
+
+`fit` also resumes exactly from a checkpoint (`icbench.training.resume`) and trains data-parallel over a
+`torch.distributed` process group; both are described in its docstring.
 """
 
 from __future__ import annotations
@@ -472,8 +476,10 @@ def fit(
         if workers.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            ids = [device.index if device.index is not None else torch.cuda.current_device()]
-            net = DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+            ids = None
+            if device.type == "cuda":
+                ids = [device.index if device.index is not None else torch.cuda.current_device()]
+            net = DistributedDataParallel(model, device_ids=ids)
         # Compiled once per run: drop_last keeps every training batch one shape, so nothing recompiles.
         # Validation runs the eager module (its last batch is ragged).
         forward = torch.compile(net) if config.compile else net
@@ -517,16 +523,17 @@ def fit(
                 step += 1
                 n_steps += 1
                 loss_sum += loss.detach()
-                checking = on_cpu or n_steps % _CHECK_EVERY == 0
+                # One worker on the CPU: reading the loss is free, so every step. Several workers decide
+                # together (a collective), every _CHECK_EVERY steps, from the loss summed since the start.
+                checking = (on_cpu and workers.world == 1) or n_steps % _CHECK_EVERY == 0
                 if workers.world == 1:
                     if checking and not math.isfinite(float(loss.item() if on_cpu else loss_sum.item())):
                         result.diverged, result.stop_reason = True, "diverged"
                         break
                     late = time.perf_counter() > deadline
                 elif checking:  # every worker must stop at the same step: decide together
-                    seen = loss.detach() if on_cpu else loss_sum
                     total_loss, n_late = workers.sum(
-                        [float(seen), float(time.perf_counter() > deadline)], device
+                        [float(loss_sum), float(time.perf_counter() > deadline)], device
                     )
                     if not math.isfinite(total_loss):
                         result.diverged, result.stop_reason = True, "diverged"
