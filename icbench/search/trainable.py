@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,26 @@ def trial_evaluation(loaded: LoadedStudy) -> dict[str, Any]:
         "weights_dir": str(folder) if folder else None,
         "checkpoint_root": checkpoint_root(loaded),
         "checkpoint_every": int(getattr(loaded.config.execution, "checkpoint_every", 0) or 0),
+        "workers": trial_workers(loaded),
+    }
+
+
+def trial_workers(loaded: LoadedStudy) -> dict[str, Any] | None:
+    """A data-parallel trial's Ray Train workers (`run_data_parallel`), or None for one-process trials:
+    how many, each one's CPUs and GPUs (`cpus_per_trial`, `gpus_per_trial`), how often Ray Train restarts
+    them (`trial_restarts`) and where it keeps its run folders (Ray Tune's storage path)."""
+    c = loaded.config
+    ex = c.execution
+    n = int(getattr(ex, "workers_per_trial", 1) or 1)
+    if n <= 1:
+        return None
+    storage = ex.storage_path or str((Path(c.runs_dir) / c.name / "ray").resolve())
+    return {
+        "n": n,
+        "cpus": ex.cpus_per_trial,
+        "gpus": ex.gpus_per_trial,
+        "restarts": int(getattr(ex, "trial_restarts", 0) or 0),
+        "storage_path": storage,
     }
 
 
@@ -133,7 +154,73 @@ def ray_node() -> dict[str, str]:
 
 
 def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
-    """Train one candidate and report each epoch to Tune; the last report carries the final metrics.
+    """The Tune trial: train one candidate (`train_and_report`) in this process, or, with
+    `evaluation["workers"]["n"] > 1` (`execution.workers_per_trial`), data-parallel across that many Ray
+    Train workers (`run_data_parallel`)."""
+    from ray import tune
+
+    evaluation = evaluation or {"test": "all"}
+    if int((evaluation.get("workers") or {}).get("n", 1)) > 1:
+        run_data_parallel(config, evaluation)
+    else:
+        train_and_report(config, evaluation, tune.report)
+
+
+def run_data_parallel(config: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """One Tune trial trained by a Ray Train `TorchTrainer` of `workers["n"]` workers (DDP: gloo on the
+    CPU, NCCL on CUDA; `torch.distributed` is initialised by Ray Train before `train_and_report` runs in
+    each worker). Every worker reports each epoch; Ray Tune hears rank 0's results (`TuneReportCallback`),
+    so rank 0's final metrics are the trial's. A worker that dies makes Ray Train restart the worker group
+    (`FailureConfig(max_failures=trial_restarts)`), which resumes from the trial's checkpoint; past that,
+    `fit` raises and Ray Tune restarts the whole trial, which resumes from it too.
+
+    The Tune trial itself reserves almost nothing (`executors.ray_tune.trial_resources`): the workers
+    hold the trial's CPUs and GPUs, so they are not booked twice.
+    """
+    import time
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    workers = evaluation["workers"]
+    per_worker = {"CPU": float(workers.get("cpus", 1))}
+    if float(workers.get("gpus", 0)):
+        per_worker["GPU"] = float(workers["gpus"])
+    per_worker.update({k: float(v) for k, v in (workers.get("custom") or {}).items()})
+    number = config.get("trial_number")
+    trainer = TorchTrainer(
+        _data_parallel_worker,
+        train_loop_config={"config": config, "evaluation": evaluation},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=int(workers["n"]), use_gpu="GPU" in per_worker, resources_per_worker=per_worker
+        ),
+        run_config=ray.train.RunConfig(
+            storage_path=workers.get("storage_path"),
+            name=f"trial_{int(number or 0):05d}-{time.strftime('%Y%m%d-%H%M%S')}",
+            failure_config=ray.train.FailureConfig(max_failures=int(workers.get("restarts", 0))),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def _data_parallel_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker of a data-parallel trial."""
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    train_and_report(loop_config["config"], loop_config["evaluation"], ray.train.report, rank=rank)
+
+
+def train_and_report(
+    config: dict[str, Any],
+    evaluation: dict[str, Any] | None,
+    report: Callable[[dict[str, Any]], Any],
+    *,
+    rank: int = 0,
+) -> None:
+    """Train one candidate and `report` each epoch; the last report carries the final metrics.
 
     The last epoch is not reported on its own: it is merged into the final report, so a scheduler that
     stops trials at `max_t` cannot cut off the final metrics (a trial that stops early ends on a result
@@ -150,7 +237,6 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
             and, run again (Tune retrying it, or a new driver continuing it), resumes from there.
     """
     import torch
-    from ray import tune
 
     from icbench.machine import describe_machine
     from icbench.training import train_candidate
@@ -172,14 +258,14 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
     if evaluation.get("checkpoint_root") and int(evaluation.get("checkpoint_every") or 0) and number is not None:
         folder = checkpoint_folder(evaluation["checkpoint_root"], number)
         resume = {"checkpoint": folder, "checkpoint_every": int(evaluation["checkpoint_every"])}
-        faults = _Faults(folder)
+        faults = _Faults(folder) if rank == 0 else None  # rank 0 alone writes into the folder
 
     def on_epoch(record: dict[str, Any]) -> None:
         if faults is not None:
             faults.first_epoch(int(record["epoch"]))
         scalar = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         if record["epoch"] < epochs:
-            tune.report({**scalar, FINAL_KEY: False})
+            report({**scalar, FINAL_KEY: False})
         else:
             last.update(scalar)
 
@@ -226,4 +312,4 @@ def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) 
             machine = describe_machine("cpu")
     # Tune flattens nested dicts in results: the machine travels as JSON text.
     final["machine"] = json.dumps({**machine, **ray_node()}, sort_keys=True)
-    tune.report({**last, **final, FINAL_KEY: True})
+    report({**last, **final, FINAL_KEY: True})

@@ -4,9 +4,10 @@ Run as `python fault_hooks.py run STUDY` (the same arguments as `run_study.py`).
 set, the trials whose numbers are in ICBENCH_FAULT_TRIALS (comma-separated, or `all`) pause at the first
 optimizer step of epoch 2, that is after epoch 1's checkpoint and after epoch 2's start was recorded:
 the worker writes the marker file `$ICBENCH_FAULT_DIR/mid_epoch_<trial number>` ({"pid": the worker's
-pid, "trial": its number}) and sleeps, so the test can kill the worker, the driver or the node exactly
-there. Each trial pauses once (a marker already written means it was paused before): run again after the
-kill, it trains on. Without ICBENCH_FAULT_DIR this is `run_study.py` unchanged.
+pid, "trial": its number, "ray_node": its node}) and waits, so the test can kill the worker, the driver
+or the node exactly there (or write `$ICBENCH_FAULT_DIR/release` to let every paused trial go on).
+Each trial pauses once (a marker already written means it was paused before): run again after the kill,
+it trains on. Without ICBENCH_FAULT_DIR this is `run_study.py` unchanged.
 
 The hooks live here, in the tests, not in icbench: they wrap library functions from the outside.
 """
@@ -34,12 +35,18 @@ def _marker(number: Any) -> Path:
 
 
 def _pause(number: Any) -> None:
-    """Write the marker (atomically), then wait to be killed."""
+    """Write the marker (atomically), then wait to be killed, or until the test writes the file
+    `$ICBENCH_FAULT_DIR/release` (then training goes on)."""
+    from icbench.search.trainable import ray_node
+
     marker = _marker(number)
     tmp = marker.with_name(f".{marker.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "trial": number}))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "trial": number, **ray_node()}))
     tmp.replace(marker)
-    time.sleep(3600)
+    release = marker.parent / "release"
+    deadline = time.monotonic() + 3600
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def wrap_train_candidate(number: Any) -> None:
@@ -76,11 +83,27 @@ def wrap_train_candidate(number: Any) -> None:
 
 
 def run_trial(config: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
-    """The Ray worker function: icbench's own, with the pause wrapped around its training."""
+    """The Ray worker function: icbench's own, with the pause wrapped around its training (in this
+    process, or in rank 0 of a data-parallel trial's Ray Train workers)."""
     from icbench.search import trainable
 
+    if not hasattr(trainable, "_real_data_parallel_worker"):
+        trainable._real_data_parallel_worker = trainable._data_parallel_worker  # type: ignore[attr-defined]
+        trainable._data_parallel_worker = data_parallel_worker  # type: ignore[assignment]
     wrap_train_candidate(config.get("trial_number"))
     trainable.run_trial(config, evaluation)
+
+
+def data_parallel_worker(loop_config: dict[str, Any]) -> None:
+    """A Ray Train worker of a data-parallel trial: rank 0 pauses, the others wait for it in DDP."""
+    import ray.train
+
+    from icbench.search import trainable
+
+    if ray.train.get_context().get_world_rank() == 0:
+        wrap_train_candidate(loop_config["config"].get("trial_number"))
+    real = getattr(trainable, "_real_data_parallel_worker", trainable._data_parallel_worker)
+    real(loop_config)
 
 
 def install() -> None:

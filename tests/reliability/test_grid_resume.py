@@ -183,8 +183,14 @@ RESUME_TIMEOUT_S = 400
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-def test_a_grid_study_killed_mid_trial_ends_with_every_point_complete_once(tmp_path: Path) -> None:
-    study = write_study(tmp_path, "grid", GRID_STUDY, GRID_SPACE)
+@pytest.mark.parametrize("checkpoint_every", [0, 1])
+def test_a_grid_study_killed_mid_trial_ends_with_every_point_complete_once(
+    tmp_path: Path, checkpoint_every: int
+) -> None:
+    """Without checkpoints the interrupted points are queued again (`retry_of`); with them the interrupted
+    trials continue from their checkpoints as the same trials. Either way every point is COMPLETE once."""
+    body = GRID_STUDY.replace("execution: {", f"execution: {{checkpoint_every: {checkpoint_every}, ")
+    study = write_study(tmp_path, "grid", body, GRID_SPACE)
     markers = tmp_path / "markers"
     markers.mkdir()
     log = tmp_path / "runs.log"
@@ -204,13 +210,21 @@ def test_a_grid_study_killed_mid_trial_ends_with_every_point_complete_once(tmp_p
 
         done = run_cli(["run", str(study), "--no-report"], box.env(), timeout=RESUME_TIMEOUT_S)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "grid point(s) queued again" in done.stdout
+        if checkpoint_every:
+            assert f"{len(interrupted)} trial(s) left running by an earlier driver continue" in done.stdout
+        else:
+            assert "grid point(s) queued again" in done.stdout
 
     trials = load_trials(study)
     complete = Counter(_key(t.params) for t in trials if t.state == TrialState.COMPLETE)
     points = {_key({"unit": u, "lr": lr}) for u in ("ic", "conv", "se") for lr in (0.05, 0.1)}
     assert set(complete) == points and set(complete.values()) == {1}, complete
     for number in interrupted:
+        if checkpoint_every:  # the same trial, resumed from the checkpoint of its first epoch
+            a = trials[number].user_attrs
+            assert trials[number].state == TrialState.COMPLETE and a["epochs_retrained"] <= 1, a
+            assert not [t for t in trials if t.user_attrs.get("retry_of") == number]
+            continue
         assert (
             trials[number].state == TrialState.FAIL and trials[number].user_attrs["status"] == "interrupted"
         )

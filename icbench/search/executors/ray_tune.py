@@ -43,7 +43,17 @@ def _tune_searcher(core: Any) -> Any:
         ) -> None:
             self.core.on_trial_complete(trial_id, result, error)
 
+        def __reduce__(self) -> tuple[Any, tuple[()]]:
+            # Tune pickles its searcher into the experiment folder (tuner.pkl). Ours holds the Optuna
+            # study, whose storage URL may carry a database password; a resume reads the study itself,
+            # never that pickle (`icbench.search.checkpoints`), so nothing of it is written there.
+            return (_NotKept, ())
+
     return TuneSearcher()
+
+
+class _NotKept:
+    """What Tune's experiment pickle holds in place of icbench's searcher (see `TuneSearcher.__reduce__`)."""
 
 
 def _tune_scheduler(core: Any) -> Any:
@@ -99,7 +109,7 @@ def execute_ray(
         tuner = tune.Tuner(
             tune.with_resources(
                 tune.with_parameters(trainable.run_trial, evaluation=trial_evaluation(loaded)),
-                {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial},
+                trial_resources(loaded),
             ),
             tune_config=tune.TuneConfig(
                 search_alg=_tune_searcher(searcher),
@@ -108,8 +118,9 @@ def execute_ray(
                 max_concurrent_trials=ex.max_concurrent,
                 # One worker process serves many trials: no Python start-up, imports and dataset read per
                 # trial (benchmarks/harness.py: overhead 12.7 -> 3.8 s per trial). Each trial sets its own
-                # seed and thread count, so nothing a trial depends on carries over.
-                reuse_actors=True,
+                # seed and thread count, so nothing a trial depends on carries over. Not for data-parallel
+                # trials: a stopped trial's actor must die, so its Ray Train workers (owned by it) die too.
+                reuse_actors=int(getattr(ex, "workers_per_trial", 1) or 1) == 1,
             ),
             run_config=tune.RunConfig(
                 storage_path=storage_path,
@@ -137,6 +148,17 @@ def execute_ray(
 #: finds torch and icbench imported (1-2 s per process here, benchmarks/harness.py) instead of importing
 #: them on its own clock. Locally only: a cluster's nodes were started by `ray start` with their settings.
 PRELOAD_MODULES: tuple[str, ...] = ("torch", "ray.tune", "icbench.training.candidate", "icbench.search.trainable")
+
+
+def trial_resources(loaded: LoadedStudy) -> dict[str, float]:
+    """What Ray Tune reserves for one trial: its CPUs and GPUs, or for a data-parallel trial
+    (`execution.workers_per_trial` > 1) only a token of memory: its Ray Train workers reserve
+    `workers_per_trial` x (`cpus_per_trial`, `gpus_per_trial`) themselves, and the Tune trial, which only
+    waits for them, must not hold a share of those (2 workers of 1 CPU fit a 2-CPU machine)."""
+    ex = loaded.config.execution
+    if int(getattr(ex, "workers_per_trial", 1) or 1) > 1:
+        return {"cpu": 0, "gpu": 0, "memory": 1 << 20}  # Ray needs some resource in a trial's bundle
+    return {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
 
 
 def init_ray(loaded: LoadedStudy) -> bool:
