@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 
     from icbench.report.load import StorageLike
 
+#: How the default hypervolume reference point is chosen (`pareto.default_reference`), as the report says it.
+REFERENCE_RULE = (
+    f"the lowest COMPLETE val acc less {pareto.DEFAULT_ACC_MARGIN:g} x the range of val acc, and "
+    f"{pareto.DEFAULT_MACS_MARGIN:g} x the largest COMPLETE MACs"
+)
+#: The same, short enough for a figure title.
+REFERENCE_RULE_SHORT = (
+    f"worst val acc less {pareto.DEFAULT_ACC_MARGIN:g} x its range; {pareto.DEFAULT_MACS_MARGIN:g} x the largest MACs"
+)
+
 #: Files of a full report, in the order summary.md lists them.
 REPORT_FILES: tuple[str, ...] = (
     "summary.md",
@@ -201,7 +211,12 @@ def summary_markdown(
     rows = [
         ["COMPLETE", str(c["COMPLETE"]), "full budget; the only trials on fronts and in hypervolumes"],
         ["PRUNED", str(c["PRUNED"]), "stopped early by the scheduler"],
-        ["FAIL", str(c["FAIL"]), f"raised, out of memory or diverged ({c['diverged']} diverged)"],
+        [
+            "FAIL",
+            str(c["FAIL"]),
+            f"{c['FAIL'] - c['rejected'] - c['duplicate']} failed (raised, out of memory or diverged; "
+            f"{c['diverged']} diverged), and the rejected and duplicate trials below",
+        ],
         ["rejected", str(c["rejected"]), "FAIL before training: over the MACs ceiling (counted in FAIL)"],
         [
             "duplicate",
@@ -359,8 +374,8 @@ def build_report(
         study_name: The study's name in that storage.
         out_dir: The report folder itself (conventionally `reports/<study>`); created if missing.
         study_file: Study file to link from summary.md (default: the one the study recorded).
-        reference: (accuracy, MACs) hypervolume reference point; default accuracy 0 and 1.1 x the
-            largest MACs among COMPLETE trials.
+        reference: (accuracy, MACs) hypervolume reference point; default `pareto.default_reference`:
+            just worse than the worst values among COMPLETE trials (`REFERENCE_RULE`).
         macs_budgets: Absolute MACs budgets for placements.md; default 1.0x, 1.1x and 1.5x the basic
             network's MACs, the study's MACs ceiling and no limit.
         target_acc: Epochs-to-target accuracy for ablation.md, on the stored scale; default 0.99 x the
@@ -424,9 +439,12 @@ def build_report(
     else:
         front2d = pareto.pareto_front(trials, pareto.HV_OBJECTIVES)
         c = report.counts
+        # The names and counts of summary.md and the progress lines: rejected (over the MACs ceiling) and
+        # duplicate (an earlier trial's candidate) are FAIL trials never trained; failed is the rest of FAIL.
+        failed = c["FAIL"] - c["rejected"] - c["duplicate"]
         excluded = (
-            f"{len(cand)} COMPLETE shown; {c['PRUNED']} PRUNED and {c['FAIL']} FAIL "
-            f"({c['rejected']} rejected) not shown"
+            f"{len(cand)} COMPLETE shown; not shown: {c['PRUNED']} PRUNED, {failed} failed, "
+            f"{c['rejected']} rejected, {c['duplicate']} duplicate"
         )
         report.files["pareto.png"] = _atomic(
             out / "pareto.png",
@@ -441,15 +459,17 @@ def build_report(
         report.files["hypervolume.png"] = _atomic(
             out / "hypervolume.png",
             lambda p: plots.plot_hypervolume(
-                history, ref, p, title=f"{study_name}: hypervolume of (val acc, MACs)"
+                history, ref, p, title=f"{study_name}: hypervolume of (val acc, MACs)",
+                rule=REFERENCE_RULE_SHORT if reference is None else "given by the caller",
             ),
         )
         last = history.iloc[-1]
         mname, mscale = tables.macs_unit([ref[1]])
         extra.append(
             f"Hypervolume of (max val acc, min MACs) after all trials: {last['hypervolume']:.6g} "
-            f"({last['hypervolume_norm']:.4f} of the reference box); reference point: val acc {ref[0]:g}, "
-            f"MACs {tables.fmt_num(ref[1], mscale)} {mname}. Pareto front: {len(front2d)} trials.\n"
+            f"({last['hypervolume_norm']:.4f} of the box between the reference point and the best values seen); "
+            f"reference point: val acc {ref[0]:g}, MACs {tables.fmt_num(ref[1], mscale)} {mname}"
+            f"{' (' + REFERENCE_RULE + ')' if reference is None else ''}. Pareto front: {len(front2d)} trials.\n"
         )
     best = complete.loc[complete["val_acc"].idxmax()]
     bname, bscale = tables.macs_unit(complete["macs"])
@@ -588,8 +608,11 @@ def compare_studies(
     cands = [pareto.candidates(s.trials, ["val_acc", "macs"]) for s in studies]
     fronts = [pareto.pareto_front(s.trials, pareto.HV_OBJECTIVES) for s in studies]
     every = pd.concat(cands)
-    ref = (0.0, float(every["macs"].max()) * pareto.DEFAULT_MACS_MARGIN) if len(every) else (0.0, math.nan)
-    top = pareto.accuracy_top(every["val_acc"]) if len(every) else 1.0
+    ref = pareto.default_reference(pd.concat([s.trials for s in studies]))
+    # The box between the common reference and the best values either study reached.
+    box = (
+        (float(every["val_acc"].max()) - ref[0]) * (ref[1] - float(every["macs"].min())) if len(every) else math.nan
+    )
     factor = tables.acc_factor(every["val_acc"]) if len(every) else 100.0
     mname, mscale = tables.macs_unit(every["macs"]) if len(every) else ("MMac", 1e6)
     pname, pscale = tables.params_unit(every["params"]) if len(every) else ("M", 1e6)
@@ -602,18 +625,18 @@ def compare_studies(
             if len(cand)
             else 0.0
         )
-        box = (top - ref[0]) * ref[1] if len(every) else math.nan
         best = tables.fmt_fixed(cand["val_acc"].max(), 2, factor) if len(cand) else "-"
         lines.append(
             f"- **{label}** (storage `{study.storage}`): {counts['COMPLETE']} COMPLETE, "
             f"{counts['PRUNED']} PRUNED, "
             f"{counts['FAIL']} FAIL; front of {len(front)} trials; best val acc {best} %; hypervolume "
-            f"{hv / box if box else math.nan:.4f} of the common reference box."
+            f"{hv / box if box else math.nan:.4f} of the box between the common reference point and the best values seen."
         )
         if cand.empty:
             report.notes.append(f"{label} has no COMPLETE trial with MACs")
     lines.append(
-        f"\nCommon reference point: val acc {ref[0]:g}, MACs {tables.fmt_num(ref[1], mscale)} {mname}. "
+        f"\nCommon reference point: val acc {ref[0]:g}, MACs {tables.fmt_num(ref[1], mscale)} {mname} (just worse "
+        f"than the worst values seen: {REFERENCE_RULE}). "
         f"Fronts: Pareto-optimal COMPLETE trials of (max val acc, min MACs), all rows sorted by MACs. "
         f"{tables.MACS_NOTE}\n"
     )

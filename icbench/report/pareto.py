@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 #: The pair the hypervolume is always reported for: (validation accuracy up, MACs down).
 HV_OBJECTIVES: tuple[tuple[str, str], tuple[str, str]] = (("val_acc", "maximize"), ("macs", "minimize"))
 
-#: Default reference point: accuracy 0 and this factor times the largest MACs among COMPLETE trials.
+#: Default reference point: the worst accuracy seen less this share of the accuracy range seen, and this
+#: factor times the largest MACs seen (among COMPLETE trials), so that every COMPLETE trial adds to the
+#: hypervolume. Accuracy 0 made every study's value sit near the same number (0.8 to 0.97): the box was
+#: almost all accuracy no candidate could ever lack.
 DEFAULT_MACS_MARGIN = 1.1
+DEFAULT_ACC_MARGIN = 0.1
 
 _DIRECTIONS = ("maximize", "minimize")
 
@@ -143,8 +147,12 @@ def accuracy_top(values: pd.Series | np.ndarray) -> float:
     return 100.0 if len(arr) and arr.max() > 1.0 + 1e-9 else 1.0
 
 
-def default_reference(trials: pd.DataFrame, margin: float = DEFAULT_MACS_MARGIN) -> tuple[float, float]:
-    """The default (accuracy, MACs) reference point: accuracy 0, MACs `margin` x the largest seen.
+def default_reference(
+    trials: pd.DataFrame, margin: float = DEFAULT_MACS_MARGIN, acc_margin: float = DEFAULT_ACC_MARGIN
+) -> tuple[float, float]:
+    """The default (accuracy, MACs) reference point, just worse than the worst values seen: the lowest
+    accuracy less `acc_margin` x the accuracy range (1 % of the scale when every accuracy is equal; never
+    below 0), and `margin` x the largest MACs.
 
     "Seen" means among the COMPLETE trials with both values, so a rejected or pruned trial cannot move
     the reference point either. Returns (0.0, nan) when there is no such trial.
@@ -152,7 +160,9 @@ def default_reference(trials: pd.DataFrame, margin: float = DEFAULT_MACS_MARGIN)
     cand = candidates(trials, ["val_acc", "macs"])
     if cand.empty:
         return 0.0, math.nan
-    return 0.0, float(cand["macs"].max()) * margin
+    lo, hi = float(cand["val_acc"].min()), float(cand["val_acc"].max())
+    below = acc_margin * (hi - lo) if hi > lo else 0.01 * accuracy_top(cand["val_acc"])
+    return max(0.0, lo - below), float(cand["macs"].max()) * margin
 
 
 def hypervolume_history(
@@ -169,8 +179,9 @@ def hypervolume_history(
         number, state, counted (whether this trial enters the hypervolume), elapsed_s (its end since the
         study's first start), hypervolume (of the COMPLETE trials numbered up to this one),
         hypervolume_by_time (of the COMPLETE trials finished by this trial's end), the same two divided
-        by the reference box (`*_norm`, 0..1, the box spans accuracy from the reference to 100 % and
-        MACs from 0 to the reference), front_size, ref_val_acc and ref_macs.
+        by the box between the reference and the ideal point seen (`*_norm`, 0..1: accuracy from the
+        reference to the best seen, MACs from the least seen to the reference; 1 would be one trial that
+        is both the most accurate and the cheapest), front_size, ref_val_acc and ref_macs.
     """
     import pandas as pd
 
@@ -181,7 +192,10 @@ def hypervolume_history(
     counted = ((table["state"] == "COMPLETE") & table["val_acc"].notna() & table["macs"].notna()).to_numpy()
     pts = table[["val_acc", "macs"]].to_numpy(dtype=float)
     ends = table["elapsed_s"].to_numpy(dtype=float) if "elapsed_s" in table else np.full(len(table), np.nan)
-    box = (accuracy_top(table["val_acc"]) - ref_acc) * ref_macs
+    seen = table[counted]
+    best_acc = float(seen["val_acc"].max()) if len(seen) else math.nan
+    least_macs = float(seen["macs"].min()) if len(seen) else math.nan
+    box = (best_acc - ref_acc) * (ref_macs - least_macs) if len(seen) else 0.0
     directions = [d for _, d in HV_OBJECTIVES]
 
     def hv(select: np.ndarray) -> float:

@@ -165,15 +165,17 @@ def _time_axis(seconds: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def plot_hypervolume(
-    history: pd.DataFrame, reference: tuple[float, float], out_path: str | Path, *, title: str
+    history: pd.DataFrame, reference: tuple[float, float], out_path: str | Path, *, title: str, rule: str = ""
 ) -> Path:
-    """hypervolume.png: normalised hypervolume by trial number (left) and by wall-clock (right).
+    """hypervolume.png: normalised hypervolume by trial number (left) and by wall-clock (right), both on
+    the full 0..1 scale of the box between the reference point and the best values seen.
 
     Args:
         history: `pareto.hypervolume_history` output.
         reference: The (accuracy, MACs) reference point, stated on the figure.
         out_path: PNG file to write.
         title: Figure title.
+        rule: How the reference point was chosen, stated on the figure ("" : not stated).
     """
     fig, (left, right) = _figure(width=10.0, height=4.2, ncols=2)
     h = history.sort_values("number")
@@ -186,7 +188,7 @@ def plot_hypervolume(
 
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("Trial number")
-    left.set_ylabel("Hypervolume (fraction of reference box)")
+    left.set_ylabel("Hypervolume (fraction of the box)")
     left.set_title("By trial", fontsize=10)
     t = h[np.isfinite(h["elapsed_s"].to_numpy(dtype=float))].sort_values("elapsed_s")
     xs, unit = _time_axis(t["elapsed_s"].to_numpy(dtype=float))
@@ -196,18 +198,22 @@ def plot_hypervolume(
         xs[done], t["hypervolume_by_time_norm"][done], s=12, color="C1", zorder=3, label="COMPLETE trial"
     )
     right.set_xlabel(f"Wall-clock since study start ({unit})")
-    right.set_ylabel("Hypervolume (fraction of reference box)")
+    right.set_ylabel("Hypervolume (fraction of the box)")
     right.set_title("By wall-clock", fontsize=10)
     for ax in (left, right):
-        # Limits follow the data (not from 0): the gains late in a study are small and must show.
+        # The same full 0..1 scale on both panels: the box spans the reference point to the best values
+        # seen, so the gains of a study show without zooming into a sliver of the axis.
+        ax.set_ylim(0.0, 1.02)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     acc_ref, macs_ref = reference
     mname, mscale = macs_unit([macs_ref])
+    acc_scale = 100.0 if acc_ref > 1.0 + 1e-9 else 1.0
+    how = f" ({rule})" if rule else ""
     fig.suptitle(
-        f"{title}\nobjectives: max val acc, min MACs; reference point: val acc {acc_ref:g}, "
-        f"MACs {fmt_num(macs_ref, mscale)} {mname}",
-        fontsize=10,
+        f"{title}\nobjectives: max val acc, min MACs; reference point: val acc {acc_ref * 100 / acc_scale:.2f} %, "
+        f"MACs {fmt_num(macs_ref, mscale)} {mname}{how}; box: reference to the best values seen",
+        fontsize=9,
     )
     return _save(fig, out_path)
 

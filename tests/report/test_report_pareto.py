@@ -111,8 +111,12 @@ def test_pruned_failed_rejected_never_on_front_or_in_hypervolume(search_url: str
 
     history, ref = hypervolume_history(trials)
     only_complete, ref_c = hypervolume_history(trials[trials["state"] == "COMPLETE"])
-    assert ref == ref_c == (0.0, pytest.approx(22e6))  # 1.1 x the largest COMPLETE MACs, not the rejected 60M
-    assert history["hypervolume"].iloc[-1] == pytest.approx(11.37e6)
+    # Just worse than the worst COMPLETE values: 0.90 - 0.1 x (0.97 - 0.90), and 1.1 x the largest COMPLETE
+    # MACs (not the rejected 60M, nor the better PRUNED and FAIL accuracies).
+    assert ref == ref_c == (pytest.approx(0.893), pytest.approx(22e6))
+    # Front (0.93,10M), (0.94,12M), (0.95,15M), (0.97,20M) against (0.893, 22M):
+    expected = 0.037 * 2e6 + 0.047 * 3e6 + 0.057 * 5e6 + 0.077 * 2e6
+    assert history["hypervolume"].iloc[-1] == pytest.approx(expected)
     assert history["hypervolume"].iloc[-1] == pytest.approx(only_complete["hypervolume"].iloc[-1])
     assert not history.loc[history["state"] != "COMPLETE", "counted"].any()
 
@@ -123,10 +127,13 @@ def test_history_by_number_and_time(search_url: str) -> None:
     assert history["number"].tolist() == sorted(trials["number"])
     hv = history["hypervolume"].to_numpy()
     assert (np.diff(hv) >= -1e-9).all()  # never decreases
-    # After trial 0 only the basic network (0.90, 10M) counts: 0.9 * (22M - 10M).
-    assert hv[0] == pytest.approx(0.9 * 12e6)
+    # After trial 0 only the basic network (0.90, 10M) counts: (0.90 - 0.893) * (22M - 10M).
+    assert hv[0] == pytest.approx(0.007 * 12e6)
     assert history["ref_macs"].eq(ref_macs).all() and history["ref_val_acc"].eq(ref_acc).all()
-    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(11.37e6 / (1.0 * 22e6))
+    # Normalised by the box from the reference to the best values seen: acc 0.97, MACs 10M.
+    box = (0.97 - 0.893) * (22e6 - 10e6)
+    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(hv[-1] / box)
+    assert 0.5 < history["hypervolume_norm"].iloc[-1] < 1.0  # not the ~0.8-for-everything of accuracy 0
     # Trials finish in number order here, so both views agree.
     assert np.allclose(history["hypervolume_by_time"], hv)
 
@@ -146,6 +153,16 @@ def test_history_by_time_follows_end_times() -> None:
     assert ref == (0.0, 20.0)
     assert history["hypervolume"].tolist() == pytest.approx([9.0, 9.0 + 0.5 * 5])
     assert history["hypervolume_by_time"].tolist() == pytest.approx([9.0 + 0.5 * 5, 0.5 * 15])
+
+
+def test_default_reference_is_just_worse_than_the_worst_seen() -> None:
+    trials = pd.DataFrame(
+        {"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "PRUNED"], "val_acc": [96.0, 98.0, 10.0],
+         "macs": [10.0, 20.0, 1.0]}
+    )  # fmt: skip
+    assert default_reference(trials) == (pytest.approx(95.8), pytest.approx(22.0))
+    same = trials.assign(val_acc=[0.9, 0.9, 0.1])  # one accuracy seen: 1 % of the scale below it
+    assert default_reference(same) == (pytest.approx(0.89), pytest.approx(22.0))
 
 
 def test_default_reference_without_complete_trials() -> None:
