@@ -4,7 +4,8 @@ times as a fresh process, after one warm-up run, and the wall times' median, min
 range are printed.
 
 Beside each typo case, the same study checked the way the command did before the light check existed:
-torch and Ray imported first, then the file read (`import torch, ray` + `icbench.search.load_study`).
+torch and Ray imported first, then the file read and its names checked (`import torch, ray`, then
+`icbench.search.load_study` and `checks.check_study`, which stops at the first unknown name).
 The ratio is that over the light path. Target (issue 29): every typo case answers in < 1 s.
 
 Usage:
@@ -34,7 +35,11 @@ TYPOS = {
     "unknown size (resnet21)": ("size: resnet8", "size: resnet21"),
 }
 #: The old path: torch and Ray first, then the file.
-BASELINE = "import sys, torch, ray\nfrom icbench.search import load_study\ntry:\n    load_study(sys.argv[1])\nexcept Exception as e:\n    print(f'error: {e}', file=sys.stderr)\n    sys.exit(2)\n"
+BASELINE = (
+    "import sys, torch, ray\nfrom icbench.search import load_study\nfrom icbench.search.checks import check_study\n"
+    "try:\n    check_study(load_study(sys.argv[1]))\nexcept Exception as e:\n"
+    "    print(f'error: {e}', file=sys.stderr)\n    sys.exit(2)\n"
+)
 
 
 def wall_times(cmd: list[str], runs: int, expect: int) -> list[float]:
