@@ -249,3 +249,17 @@ def test_data_refuses_a_dataset_it_does_not_download() -> None:
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["data", "mnist5k"])
     assert e.value.code == 2
+
+
+def test_quiet_run_prints_one_final_line(tmp_path: Path) -> None:
+    """`run -q` of a replayed study (no training): no progress, one line saying what the run did."""
+    for name in ("studies", "search_spaces", "tables"):
+        (tmp_path / name).symlink_to(REPO / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "icbench", "run", "-q", "studies/icbench_v2_replay.yaml", "--set", "n_trials=3",
+         "--no-report"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("study icbench_v2_replay: 3 complete"), done.stdout
