@@ -91,6 +91,35 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
+    def password_user(self, user: str, password: str) -> str:
+        """A login role `user` that must give `password` (scram-sha-256 over TCP, as a production server
+        asks) and a new database it owns; returns that database's URL, without the password."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={USER} dbname=postgres", autocommit=True
+        ) as c:
+            c.execute(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'")
+            c.execute(f'CREATE DATABASE "{name}" OWNER "{user}"')
+            hba = self.data / "pg_hba.conf"  # first match wins: this role is asked for its password
+            hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            c.execute("SELECT pg_reload_conf()")
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{name}"
+
+    def dump(self, url: str) -> str:
+        """Every row of every table of the database `url` names, as text (read as the superuser)."""
+        import psycopg
+
+        database = url.rsplit("/", 1)[-1]
+        out = []
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={USER} dbname={database}") as c:
+            tables = [r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                for row in c.execute(f'SELECT * FROM "{table}"'):
+                    out.append(f"{table}: {row!r}")
+        return "\n".join(out)
+
     def new_database(self) -> str:
         """A new empty database; returns its URL."""
         import psycopg
