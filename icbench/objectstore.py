@@ -27,8 +27,14 @@ from icbench.files import publish
 __all__ = ["Folder", "ObjectStoreError", "is_uri", "join", "local_copy", "read_file", "shown", "split", "write_file"]
 
 
-class ObjectStoreError(IcbenchError):
-    """A storage URI is malformed, or its store cannot be reached or read."""
+class ObjectStoreError(IcbenchError, OSError):
+    """A storage URI is malformed, or its store cannot be reached or read (an `OSError`, as any I/O)."""
+
+
+#: URI schemes pyarrow's `FileSystem.from_uri` knows, besides local files; only s3 is tested here.
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+#: Schemes whose URI must name a bucket (`scheme://BUCKET/prefix`).
+_BUCKET_SCHEMES = ("s3", "gs", "gcs")
 
 
 def is_uri(location: str) -> bool:
@@ -126,8 +132,28 @@ def local_copy(location: str) -> Iterator[Path | None]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def check_syntax(uri: str) -> None:
+    """Refuse a malformed object-storage URI without contacting the store.
+
+    Raises:
+        ObjectStoreError: an unknown scheme, or no bucket where the scheme needs one.
+    """
+    scheme, _, rest = str(uri).partition("://")
+    if scheme.lower() not in SCHEMES:
+        raise ObjectStoreError(
+            f"storage URI {shown(uri)!r} has an unknown scheme {scheme + '://'!r} (known: "
+            f"{', '.join(s + '://' for s in SCHEMES)}, or a local path)"
+        )
+    authority = rest.partition("?")[0].partition("/")[0].rpartition("@")[2]
+    if scheme.lower() in _BUCKET_SCHEMES and not authority:
+        raise ObjectStoreError(
+            f"storage URI {shown(uri)!r} names no bucket (expected {scheme}://BUCKET/PREFIX)"
+        )
+
+
 def _filesystem(uri: str) -> tuple[Any, str]:
-    """pyarrow's filesystem and the path inside it for `uri`; `ObjectStoreError` when malformed."""
+    """pyarrow's filesystem and the path inside it for `uri` (may contact the store: S3 resolves the
+    bucket's region unless `AWS_DEFAULT_REGION`/`?region=` gives it); `ObjectStoreError` when unusable."""
     import pyarrow.fs as pafs  # lazy: pyarrow is heavy and only a URI root needs it
 
     try:
@@ -149,18 +175,35 @@ class Folder:
         uri: a local path (created on first write) or an object-storage URI such as `s3://bucket/prefix`.
 
     Raises:
-        ObjectStoreError: the URI is malformed (no bucket, unknown scheme, bad query option).
+        ObjectStoreError: the URI is malformed (no bucket, unknown scheme). The store itself is contacted
+            on first use, which raises `ObjectStoreError` (an `OSError`) when it cannot be.
     """
 
     def __init__(self, uri: str, *, _fs: Any = None, _path: str | None = None) -> None:
         self.uri = str(uri)
         self.is_local = not is_uri(self.uri)
+        self._fs_cache: Any = _fs
+        self._path_cache: str | None = _path
         if self.is_local:
-            self._fs, self._path = None, _local_path(self.uri)
-        elif _fs is not None and _path is not None:
-            self._fs, self._path = _fs, _path
+            self._path_cache = _local_path(self.uri)
         else:
-            self._fs, self._path = _filesystem(self.uri)
+            check_syntax(self.uri)
+
+    def _connect(self) -> None:
+        if self._fs_cache is None:
+            self._fs_cache, self._path_cache = _filesystem(self.uri)
+
+    @property
+    def _fs(self) -> Any:
+        self._connect()
+        return self._fs_cache
+
+    @property
+    def _path(self) -> str:
+        if not self.is_local:
+            self._connect()
+        assert self._path_cache is not None
+        return self._path_cache
 
     def __repr__(self) -> str:
         return f"Folder({shown(self.uri)!r})"
@@ -175,7 +218,9 @@ class Folder:
         name = str(name).strip("/")
         if self.is_local:
             return Folder(os.path.join(self.uri, name))
-        return Folder(join(self.uri, name), _fs=self._fs, _path=f"{self._path}/{name}")
+        if self._fs_cache is None:  # not connected yet: the child connects on its own first use
+            return Folder(join(self.uri, name))
+        return Folder(join(self.uri, name), _fs=self._fs_cache, _path=f"{self._path}/{name}")
 
     def _key(self, name: str) -> str:
         name = str(name).strip("/")
@@ -192,8 +237,10 @@ class Folder:
             except FileNotFoundError:
                 return None
         try:
-            with self._fs.open_input_stream(key) as f:
-                return bytes(f.readall())
+            # A random-access file reads its known size in large ranged GETs; a stream's readall() reads
+            # in small pieces (65 s against 0.7 s for 100 MB from a local S3 server, measured here).
+            with self._fs.open_input_file(key) as f:
+                return bytes(f.read())
         except FileNotFoundError:
             return None
         except OSError:
@@ -268,10 +315,10 @@ class Folder:
             return None
         import pyarrow.fs as pafs
 
-        bucket = self._path.split("/", 1)[0]
+        bucket = self.uri.partition("://")[2].partition("?")[0].partition("/")[0].rpartition("@")[2]
         try:
-            info = self._fs.get_file_info(bucket)
-        except OSError as e:
+            info = self._fs.get_file_info(self._path.split("/", 1)[0])
+        except OSError as e:  # ObjectStoreError (cannot connect) included
             first = (str(e).strip().splitlines() or [""])[0][:200]
             return f"cannot reach {bucket!r}: {first}"
         if info.type == pafs.FileType.NotFound:

@@ -41,6 +41,10 @@ class ImageFolderDataset(Dataset):
         "image_size": Option(224, int, low=8),
         "val_fraction": val_fraction_option(0.05),
         "num_workers": Option(None, int, low=0, nullable=True),
+        # The number of class folders, declared: a study for a cluster whose data is not on the machine
+        # that checks it (the dry run) can then build and cost its networks; checked against train/ when
+        # the folders are there.
+        "num_classes": Option(None, int, low=2, nullable=True),
     }
 
     def _dirs(self, root: Path | None) -> dict[str, Path]:
@@ -62,10 +66,19 @@ class ImageFolderDataset(Dataset):
         from torchvision.datasets.folder import find_classes
 
         opts = self.options(options)
-        try:
-            classes, _ = find_classes(str(self._dirs(root)["train"]))
-        except FileNotFoundError as e:
-            raise DatasetError(f"dataset 'imagefolder': {e}") from None
+        declared = opts["num_classes"]
+        if declared is not None and (root is None or not (Path(root) / "train").is_dir()):
+            classes = [f"class_{i}" for i in range(int(declared))]  # the folders are elsewhere
+        else:
+            try:
+                classes, _ = find_classes(str(self._dirs(root)["train"]))
+            except FileNotFoundError as e:
+                raise DatasetError(f"dataset 'imagefolder': {e}") from None
+            if declared is not None and int(declared) != len(classes):
+                raise DatasetError(
+                    f"dataset 'imagefolder': dataset.kwargs.num_classes is {declared} but {root}/train has "
+                    f"{len(classes)} class folders"
+                )
         return DatasetInfo(
             self.name,
             in_chans=3,

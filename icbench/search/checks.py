@@ -456,17 +456,19 @@ def _check_teacher(loaded: LoadedStudy) -> None:
     if not path:
         return
     from icbench.checkpoints import read_state_dict
+    from icbench.objectstore import local_copy, shown
 
-    if not Path(path).is_file():
-        raise ConfigError(
-            f"teacher checkpoint not found: {path}",
-            source=str(loaded.study_path),
-            field="wld.teacher_checkpoint",
-        )
+    where = {"source": str(loaded.study_path), "field": "wld.teacher_checkpoint"}
     try:
-        state = read_state_dict(path)
-    except IcbenchError as e:
-        raise ConfigError(str(e), source=str(loaded.study_path), field="wld.teacher_checkpoint") from None
+        with local_copy(path) as local:  # a file in object storage (s3://...) is downloaded first
+            if local is None:
+                raise ConfigError(f"teacher checkpoint not found: {shown(path)}", **where)
+            try:
+                state = read_state_dict(local)
+            except IcbenchError as e:  # named as given, not as its downloaded copy
+                raise ConfigError(str(e).replace(str(local), shown(path)), **where) from None
+    except OSError as e:  # the object store could not be read
+        raise ConfigError(f"cannot read teacher checkpoint {shown(path)}: {e}", **where) from None
     if _searched(loaded, {"dataset", "dataset_kwargs", "family", "size", "width", "family_kwargs"}):
         return  # the basic network differs between trials; each trial checks its own
     from icbench.training import build_candidate
@@ -523,6 +525,7 @@ def _probe(loaded: LoadedStudy, checked: Checked, n: int) -> None:
             raise ConfigError(f"{what}: {e}", source=str(loaded.space_path)) from None
         checked.probe_macs.append(cost["macs"])
         checked.probe_placements.append(canonical)
+        checked.probe_params.append(int(cost.get("params") or 0))
     ceiling = loaded.config.constraints.max_macs
     cheapest = min(checked.probe_macs)
     if ceiling is not None and cheapest > ceiling:

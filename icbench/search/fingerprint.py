@@ -65,12 +65,19 @@ MAY_CHANGE: dict[str, str] = {
 #: Shown in the refusal: what may change, in words.
 MAY_CHANGE_SUMMARY = (
     "n_trials, confirm_seeds, seed_with, description, storage, runs_dir, reports_dir and the execution resources, "
-    "concurrency and "
+    "concurrency, workers per trial, checkpoint interval and "
     "failure caps"
 )
 
 
 def file_sha256(path: str | Path) -> str:
+    from icbench.objectstore import is_uri, read_file
+
+    if is_uri(str(path)):  # a file in object storage
+        data = read_file(str(path))
+        if data is None:
+            raise FileNotFoundError(f"{path} does not exist")
+        return hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
     with Path(path).expanduser().open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

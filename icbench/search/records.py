@@ -21,6 +21,8 @@ class Checked:
     basic: dict[str, Any] = field(default_factory=dict)
     probe_macs: list[int] = field(default_factory=list)
     probe_placements: list[str] = field(default_factory=list)
+    #: Parameters of the same probed points (basic network first), for the dry run's plan.
+    probe_params: list[int] = field(default_factory=list)
 
 
 @dataclass

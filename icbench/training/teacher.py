@@ -335,11 +335,17 @@ def checkpoint_teacher(
     Raises:
         CheckpointError: unreadable, unsafe, not a state dict, or keys/shapes that do not match.
     """
-    state = read_state_dict(path, what="teacher checkpoint")
+    with local_copy(str(path)) as local:  # a checkpoint in object storage (s3://...) is downloaded first
+        if local is None:
+            raise CheckpointError(f"teacher checkpoint {shown(str(path))} does not exist")
+        try:
+            state = read_state_dict(local, what="teacher checkpoint")
+        except CheckpointError as e:  # name the file or object, not a temporary copy
+            raise CheckpointError(str(e).replace(str(local), shown(str(path)))) from None
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
     model = build_basic()
-    check_state_dict(model, state, source=f"teacher checkpoint {path}")
+    check_state_dict(model, state, source=f"teacher checkpoint {shown(str(path))}")
     model.load_state_dict(state)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     val_acc = None
     if splits is not None:
         device = splits.val.device
