@@ -222,6 +222,11 @@ def epochs_to_target(curve: Sequence[dict[str, Any]], target: float) -> float:
     return math.nan
 
 
+def _true(value: Any) -> bool:
+    """A table flag that is set (None and NaN: unknown, not set)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
+
+
 def _cell_label(factors: Sequence[str], keys: Sequence[Any]) -> str:
     if not factors:
         return "all trials"
@@ -309,13 +314,16 @@ def ablation_cells(trials: pd.DataFrame, factors: Sequence[str], target: float) 
 
 @dataclass
 class CellCurve:
-    """Mean and std of validation accuracy per epoch over a cell's trials."""
+    """Mean and std of validation accuracy per epoch over a cell's trials; `warm` of its `trials` (with a
+    curve) started from the teacher's weights (WLD's warm start)."""
 
     label: str
     epochs: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     n: np.ndarray
+    warm: int = 0
+    trials: int = 0
 
 
 def cell_curves(trials: pd.DataFrame, factors: Sequence[str]) -> list[CellCurve]:
@@ -329,6 +337,8 @@ def cell_curves(trials: pd.DataFrame, factors: Sequence[str]) -> list[CellCurve]
             [float(r["val_acc"]) for r in c if isinstance(r, dict) and r.get("val_acc") is not None]
             for c in group["curve"]
         ]
+        flags = list(group["warm_start"]) if "warm_start" in group else [None] * len(group)
+        warm = sum(_true(w) for w, s in zip(flags, series, strict=True) if s)
         series = [s for s in series if s]
         if not series:
             continue
@@ -341,7 +351,9 @@ def cell_curves(trials: pd.DataFrame, factors: Sequence[str]) -> list[CellCurve]
         std = np.array(
             [np.nanstd(grid[:, j], ddof=1) if n[j] > 1 else 0.0 for j in range(length)], dtype=float
         )
-        out.append(CellCurve(_cell_label(factors, keys), np.arange(1, length + 1), mean, std, n))
+        out.append(
+            CellCurve(_cell_label(factors, keys), np.arange(1, length + 1), mean, std, n, warm, len(series))
+        )
     return out
 
 

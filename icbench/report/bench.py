@@ -37,7 +37,7 @@ from icbench.report.build import _atomic, _write_text, check_out_dir
 from icbench.report.environment import MACHINE_COLUMNS, machine_label, machine_rows, parse_machine
 from icbench.report.evaluation import END_OF_TRAINING
 from icbench.report.pareto import pareto_mask
-from icbench.report.plots import _figure, _maybe_log, _save, _step_front  # the figure reads like pareto.png
+from icbench.report.plots import _figure, _maybe_log, _save, _step_front, dodge  # reads like pareto.png
 from icbench.report.table import read_table
 from icbench.report.tables import fmt_num, fmt_p, macs_unit, markdown_table, missing
 
@@ -410,17 +410,21 @@ def plot_front(entries: Sequence[FrontEntry], out_path: Path, title: str) -> Pat
             )  # fmt: skip
     front = frame[frame["on_front"]]
     _step_front(ax, front, float(frame["macs"].max()), mscale, FACTOR, color="black", linewidth=1.3)
+    basic = frame[frame["n_sites_with_unit"] == 0]
+    # Front points and basic networks often share a MACs value (a 1x-MACs unit costs what the basic network
+    # costs): set side by side (`dodge`), none hides another; the staircase keeps the true MACs.
+    xs = dodge([*(front["macs"] / mscale), *(basic["macs"] / mscale)])
+    front_x, basic_x = xs[: len(front)], xs[len(front) :]
     ax.errorbar(
-        front["macs"] / mscale, front["val_acc_pts"],
+        front_x, front["val_acc_pts"],
         yerr=[
             (front["val_acc_pts"] - front["val_ci_low_pts"]).fillna(0),
             (front["val_ci_high_pts"] - front["val_acc_pts"]).fillna(0),
         ],
         fmt="o", ms=5, color="black", mfc="white", capsize=2, zorder=3, label=f"front, 95% CI ({len(front)})",
     )  # fmt: skip
-    basic = frame[frame["n_sites_with_unit"] == 0]
     ax.scatter(
-        basic["macs"] / mscale, basic["val_acc_pts"], marker="*", s=150, color="gold", edgecolors="black",
+        basic_x, basic["val_acc_pts"], marker="*", s=150, color="gold", edgecolors="black",
         linewidths=0.8, zorder=4, label="basic network (WLD off and on)",
     )  # fmt: skip
     _maybe_log(ax, list(pd.to_numeric(frame["macs"]) / mscale))

@@ -56,9 +56,11 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "unit_delta",
 )
 
-#: Descriptive per-trial fields copied from trial user attributes (or parameters).
+#: Descriptive per-trial fields copied from trial user attributes (or parameters). `warm_start`: the
+#: trial's network started from the teacher's weights (WLD's warm start), so its first epochs begin at the
+#: teacher's accuracy; None where the trial did not record its candidate.
 INFO_COLUMNS: tuple[str, ...] = (
-    "family", "size", "width", "unit", "placement", "strategy", "is_basic", "wld", "seed",
+    "family", "size", "width", "unit", "placement", "strategy", "is_basic", "wld", "warm_start", "seed",
 )  # fmt: skip
 
 #: Columns every trials table has, in this order; sampled parameters follow as `param_<name>`, then `curve`.
@@ -342,6 +344,9 @@ def _info(name: str, attrs: dict[str, Any], params: dict[str, Any], candidate: d
     for source in (attrs, params):
         if source.get(name) is not None:
             return source[name]
+    if name == "warm_start":  # WLD's warm start: the `wld` block's `warm_start`, on by default
+        wld = candidate.get("wld")
+        return bool(wld.get("enabled") and wld.get("warm_start", True)) if isinstance(wld, dict) else None
     value = candidate.get(name)
     if name == "wld" and isinstance(value, dict):  # the candidate holds the WLD settings block
         return bool(value.get("enabled"))
@@ -359,6 +364,8 @@ def _test_columns(row: dict[str, Any], attrs: dict[str, Any], after: dict[str, A
     if not math.isnan(row["test_acc"]):
         # Trials recorded before `test_evaluated` existed evaluated the test split at the end of training.
         row["test_evaluated"] = attrs.get("test_evaluated") or END_OF_TRAINING
+        # After the search the driver also writes its evaluation on the trial itself (with its time).
+        row["test_evaluated_at"] = attrs.get("test_evaluated_at")
     elif after is not None and not math.isnan(_number(after.get("test_acc"))):
         row["test_acc"] = _number(after["test_acc"])
         row["test_evaluated"] = after.get("evaluated")

@@ -55,6 +55,30 @@ def _maybe_log(ax: Axes, values: Sequence[float]) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def dodge(x: Sequence[float] | np.ndarray, width: float = 0.025) -> np.ndarray:
+    """x positions for markers that share an x value, set side by side so none hides another: a group of
+    k equal values gets offsets (i - (k - 1) / 2) x `width`, relative to the value (the same look on a
+    linear and a log axis). Values that are not shared are unchanged."""
+    x = np.asarray(x, dtype=float)
+    out = x.copy()
+    for value in np.unique(x[np.isfinite(x)]):
+        idx = np.flatnonzero(x == value)
+        if len(idx) > 1:
+            out[idx] = value * (1.0 + (np.arange(len(idx)) - (len(idx) - 1) / 2.0) * width)
+    return out
+
+
+def _ties(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per distinct `keys` value with `count` (trials at that point) and `numbers` (their trial
+    numbers, when the frame has them): tied trials share one marker, sized by their count."""
+    have = [k for k in keys if k in frame]
+    grouped = frame.groupby(have, sort=False, dropna=False)
+    out = grouped.size().rename("count").reset_index()
+    if "number" in frame:
+        out["numbers"] = list(grouped["number"].apply(list))
+    return out
+
+
 def _step_front(
     ax: Axes, front: pd.DataFrame, x_right: float, scale: float, factor: float, **kw: Any
 ) -> None:
@@ -98,10 +122,12 @@ def plot_pareto(
             if "unit" in candidates
             else candidates
         )
+        # Trials at the same point share one marker whose area grows with their count.
+        pts = _ties(sel, ["macs", "val_acc"])
         ax.scatter(
-            sel["macs"] / mscale,
-            sel["val_acc"] * factor,
-            s=24,
+            pts["macs"] / mscale,
+            pts["val_acc"] * factor,
+            s=24 * pts["count"],
             alpha=0.45,
             color=colors[unit],
             linewidths=0,
@@ -109,28 +135,29 @@ def plot_pareto(
         )
     x_right = float(candidates["macs"].max()) if len(candidates) else 0.0
     _step_front(ax, front, x_right, mscale, factor, color="black", linewidth=1.4, label="Pareto front")
+    # Tied front trials share one marker (area by count, "xk" beside it); distinct front points at the
+    # same MACs are set side by side (`dodge`), so no front marker hides another.
+    fpts = _ties(front.assign(unit=front["unit"].fillna("?").astype(str)) if "unit" in front else front,
+                 ["macs", "val_acc", "unit"])  # fmt: skip
+    fx = dodge(fpts["macs"].to_numpy(dtype=float) / mscale)
     ax.scatter(
-        front["macs"] / mscale,
-        front["val_acc"] * factor,
-        s=36,
-        facecolors=[colors.get(str(u), "C0") for u in front.get("unit", ["?"] * len(front)).fillna("?")]
-        if "unit" in front
-        else "C0",
+        fx,
+        fpts["val_acc"] * factor,
+        s=40 * fpts["count"] ** 0.8,
+        facecolors=[colors.get(str(u), "C0") for u in fpts["unit"]] if "unit" in fpts else "C0",
         edgecolors="black",
         linewidths=0.9,
         zorder=3,
-        label=f"on the front ({len(front)})",
+        label=f"on the front ({len(front)}; area: trials at one point)",
     )
-    if 0 < len(front) <= 12:
+    if 0 < len(fpts) <= 12:
         # One label per distinct point: tied trials share a point and would overprint each other.
-        for (macs, acc), group in front.groupby(["macs", "val_acc"], sort=False):
-            ax.annotate(
-                ", ".join(f"#{n}" for n in group["number"]),
-                (macs / mscale, acc * factor),
-                textcoords="offset points",
-                xytext=(5, -11),
-                fontsize=7,
-            )
+        for x, (_, row) in zip(fx, fpts.iterrows(), strict=True):
+            numbers = row.get("numbers", [])
+            text = ", ".join(f"#{n}" for n in numbers[:3]) + (f" +{len(numbers) - 3}" if len(numbers) > 3 else "")
+            if row["count"] > 1:
+                text += f" (x{int(row['count'])})"
+            ax.annotate(text, (x, row["val_acc"] * factor), textcoords="offset points", xytext=(6, -11), fontsize=7)
     if "is_basic" in candidates:
         basic = candidates[candidates["is_basic"].fillna(False).astype(bool)]
         if len(basic):
@@ -138,7 +165,7 @@ def plot_pareto(
                 basic["macs"] / mscale,
                 basic["val_acc"] * factor,
                 marker="*",
-                s=140,
+                s=90,  # smaller than a front marker: a basic network on the front leaves its ring visible
                 color="gold",
                 edgecolors="black",
                 linewidths=0.8,
@@ -230,17 +257,29 @@ def plot_curves(
         target: Epochs-to-target accuracy drawn as a dashed line (None: not drawn).
         acc_values: Accuracy values used to decide fraction vs percent.
     """
+    return _save(curves_figure(curves, title=title, target=target, acc_values=acc_values), out_path)
+
+
+def curves_figure(curves: Sequence[CellCurve], *, title: str, target: float | None, acc_values: Any) -> Figure:
+    """The figure of `plot_curves`."""
     factor = acc_factor(acc_values)
     fig, (ax,) = _figure()
+    any_warm = False
     for i, c in enumerate(curves):
         color = f"C{i % 10}"
+        # A WLD student warm-started from the teacher's weights begins at the teacher's accuracy: its
+        # epoch 1 is not a speed-up. Dashed and labelled, so the figure cannot be read as one.
+        warm = c.warm > 0
+        any_warm |= warm
+        share = "" if not warm else (" [warm start]" if c.warm == c.trials else f" [{c.warm} of {c.trials} warm start]")
         ax.plot(
             c.epochs,
             c.mean * factor,
             color=color,
             marker="o",
             markersize=3,
-            label=f"{c.label} (n={c.n.max()})",
+            linestyle="--" if warm else "-",
+            label=f"{c.label} (n={c.n.max()}){share}",
         )
         # An accuracy cannot leave [0, 100 %]: the ± std band is clipped to it.
         top = 100.0 / factor
@@ -261,13 +300,20 @@ def plot_curves(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Validation accuracy (%)")
+    note = (
+        "\ndashed, [warm start]: WLD students that start from the teacher's trained weights, so epoch 1 begins "
+        "at the teacher's accuracy (not a faster start)"
+        if any_warm
+        else ""
+    )
     ax.set_title(
-        title + "\nmean over the trials of each cell (seeds in a grid study), band: ± 1 std", fontsize=10
+        title + "\nmean over the trials of each cell (seeds in a grid study), band: ± 1 std" + note,
+        fontsize=10 if not any_warm else 8,
     )
     ax.grid(True, alpha=0.3)
     if curves or target is not None:
         ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, out_path)
+    return fig
 
 
 def plot_compare(

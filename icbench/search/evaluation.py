@@ -41,11 +41,52 @@ def _from_table(
             "test_acc": None if test_acc is None else float(test_acc),
         }
         study.set_user_attr(f"{TEST_EVAL_PREFIX}{number}", record)
+        set_on_trial(study, frozen[number], record)
         done += test_acc is not None
     echo(
         f"test split: {done} trial(s) that the report shows (chosen on validation) take their test accuracy from the table"
     )
     return done
+
+
+def set_on_trial(study: Any, trial: Any, record: dict[str, Any]) -> bool:
+    """Also write an evaluation's `test_acc`, `test_evaluated` and `test_evaluated_at` as the trial's own user
+    attributes, so per-trial views (optuna-dashboard, `trials_dataframe()`) show the value instead of the
+    null the trial recorded when it ended. The study attribute `test_eval:<n>` stays the record.
+
+    Optuna refuses to change a finished trial through its API, so this writes the trial's user-attribute
+    rows of a database storage (SQLite, PostgreSQL, MySQL) directly; with a journal file it writes nothing
+    and returns False (the reports read the study attribute either way). An evaluation without an
+    accuracy is not written (the trial's null stays).
+
+    Returns:
+        Whether the trial's attributes were written.
+    """
+    if record.get("test_acc") is None:
+        return False
+    values = {"test_acc": record["test_acc"], "test_evaluated": record.get("evaluated"),
+              "test_evaluated_at": record.get("at")}  # fmt: skip
+    try:
+        import json
+
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDBStorage in a cache
+        if not isinstance(storage, RDBStorage):
+            return False
+        with _create_scoped_session(storage.scoped_session, True) as session:
+            row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
+            for key, value in values.items():
+                attr = models.TrialUserAttributeModel.find_by_trial_and_key(row, key, session)
+                if attr is None:
+                    session.add(models.TrialUserAttributeModel(trial_id=row.trial_id, key=key, value_json=json.dumps(value)))
+                else:
+                    attr.value_json = json.dumps(value)
+    except Exception:  # an Optuna without these tables' models: the study attribute still holds the value
+        return False
+    return True
 
 
 def _device(setting: str, echo: Callable[[str], None]) -> str:
@@ -118,6 +159,7 @@ def evaluate_chosen(loaded: LoadedStudy, url: str, study: Any, echo: Callable[[s
             record.update(test_acc=result["test_acc"], machine=result["machine"])
             done += 1
         study.set_user_attr(f"{TEST_EVAL_PREFIX}{number}", record)
+        set_on_trial(study, frozen[number], record)
     echo(
         f"test split: evaluated {done} trial(s) that the report shows (chosen on validation) and that had no "
         f"test accuracy yet, from their saved final weights on {device}; trials not shown are not evaluated"

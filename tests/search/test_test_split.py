@@ -222,8 +222,14 @@ def test_chosen_study_evaluates_only_the_shown_trials_after_the_search(
     assert after == before and len(after) == len(shown)
     by_number = {t.number: t for t in study.get_trials()}
     assert by_number[2].params == {"unit": "ic", "lr": 1.0e-4} and 2 not in shown
-    for t in by_number.values():  # no trial measured the test split itself
-        assert t.user_attrs["test_acc"] is None and t.user_attrs["test_evaluated"] is None
+    for t in by_number.values():  # no trial measured the test split itself: the driver did, for the shown
+        record = study.user_attrs.get(f"{report_evaluation.TEST_EVAL_PREFIX}{t.number}")
+        if t.number in shown:  # ... and wrote it on the trial too, for per-trial views (optuna-dashboard)
+            assert t.user_attrs["test_acc"] == record["test_acc"] is not None
+            assert t.user_attrs["test_evaluated"] == report_evaluation.AFTER_SEARCH
+            assert t.user_attrs["test_evaluated_at"] == record["at"]
+        else:
+            assert t.user_attrs["test_acc"] is None and t.user_attrs["test_evaluated"] is None
         assert json.loads(t.user_attrs["machine"])["cpu"]
     assert math.isnan(trials.set_index("number").loc[2, "test_acc"])
     for n in shown:
@@ -262,3 +268,28 @@ def test_all_study_every_trial_has_test_accuracy(tmp_path: Path, ray_local: None
         "evaluated by every COMPLETE trial (2) at the end of its own training (evaluation.test: all)"
         in ablation
     )
+
+
+def test_an_evaluation_after_the_search_is_also_set_on_the_finished_trial(tmp_path: Path) -> None:
+    """optuna-dashboard and `trials_dataframe()` show a trial's own user attributes: the driver's test
+    accuracy is written there too (database storages), not only as the study attribute `test_eval:<n>`."""
+    from icbench.search.evaluation import set_on_trial
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url, study_name="s", directions=["maximize"])
+    trial = study.ask()
+    trial.set_user_attr("test_acc", None)
+    study.tell(trial, 0.9)
+    record = {"test_acc": 0.93, "evaluated": report_evaluation.AFTER_SEARCH, "at": "2026-12-07T01:00:00+00:00"}
+    assert set_on_trial(study, study.trials[0], record)
+    fresh = optuna.load_study(study_name="s", storage=url).trials[0]
+    assert fresh.user_attrs == {"test_acc": 0.93, "test_evaluated": report_evaluation.AFTER_SEARCH,
+                                "test_evaluated_at": "2026-12-07T01:00:00+00:00"}  # fmt: skip
+    assert fresh.state == optuna.trial.TrialState.COMPLETE and fresh.values == [0.9]
+    assert not set_on_trial(study, study.trials[0], {**record, "test_acc": None})  # nothing to show
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+    journal.optimize(lambda t: 1.0, n_trials=1)
+    assert not set_on_trial(journal, journal.trials[0], record)  # a journal cannot change a finished trial
