@@ -37,7 +37,7 @@ def checkpoint_root(loaded: LoadedStudy) -> str | None:
     ex = c.execution
     if not int(getattr(ex, "checkpoint_every", 0) or 0):
         return None
-    if ex.address and ex.storage_path:
+    if ex.storage_path and (ex.address or "://" in str(ex.storage_path)):  # a cluster, or object storage
         root = str(ex.storage_path)
         root = root if "://" in root else str(Path(root).expanduser().resolve())
     else:

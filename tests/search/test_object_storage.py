@@ -218,6 +218,11 @@ def test_a_study_with_storage_in_s3_leaves_weights_teacher_and_ray_results_in_th
     assert len(teachers) == 1, keys  # trained once by the WLD trial, in the bucket
     assert any(k.startswith("cluster/") and "experiment_state" in k for k in keys), keys  # Ray Tune's own
     assert not (tmp_path / "runs" / "s" / "weights").exists()  # nothing of it on the local disk
+    # checkpoints went to the bucket too (each trial's folder is left as pyarrow's empty folder marker once
+    # its files are removed, after the trial's outcome was recorded)
+    assert not (tmp_path / "runs" / "s" / "checkpoints").exists()
+    assert any(k.startswith("cluster/s/checkpoints/trial_00000") for k in keys), keys
+    assert not [k for k in keys if k.endswith("state.pt")], keys
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}")
     trials = study.get_trials(deepcopy=False)
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
