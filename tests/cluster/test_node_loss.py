@@ -53,7 +53,7 @@ def _wait(path: Path, proc: subprocess.Popen[bytes], log: Path, deadline: float)
     return json.loads(path.read_text())
 
 
-def test_worker_node_lost_mid_epoch_trial_continues_on_the_head(tmp_path: Path) -> None:
+def test_worker_node_lost_mid_epoch_trial_continues_on_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
 
     cluster = Cluster(cpus_per_node=1)
@@ -61,13 +61,16 @@ def test_worker_node_lost_mid_epoch_trial_continues_on_the_head(tmp_path: Path) 
     study = write_study_files(tmp_path, "nodeloss", STUDY % (cluster.address, shared), SPACE)
     markers = tmp_path / "markers"
     markers.mkdir()
+    # Trials run in processes each node's raylet starts, with the node's environment: the pause is set there.
+    monkeypatch.setenv("ICBENCH_FAULT_DIR", str(markers))
+    monkeypatch.setenv("ICBENCH_FAULT_TRIALS", "all")
     log = tmp_path / "driver.log"
     deadline = time.monotonic() + DEADLINE_S
     try:
         cluster.start_node("head")
         cluster.start_node("worker1")
         cluster.wait_for_nodes(2)
-        env = cluster.env("driver", ICBENCH_FAULT_DIR=str(markers), ICBENCH_FAULT_TRIALS="all")
+        env = cluster.env("driver")
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, str(HOOKS), "run", str(study), "--no-report"],
