@@ -25,11 +25,15 @@ def test_smoke_runs_both_sides_and_resumes_the_recipe_cells(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr[-3000:]
     table = [ln.split() for ln in out.stdout.splitlines() if ln.startswith(("peer ", "icbench "))]
     rows = {
-        w[0]: w for w in table if len(w) == 8 and w[1].isdigit()
-    }  # side, seed, trials, wall, "N %", best, HV
+        w[0]: w for w in table if len(w) == 10 and w[1].isdigit()
+    }  # side, seed, trials, wall, "N %" outside training (command), "N %" (search), best, HV
     assert set(rows) == {"peer", "icbench"}
     for words in rows.values():
         assert words[2] == "2" and 0.0 <= float(words[-1]) <= 1.0  # 2 trials; a normalised hypervolume
+        assert 0.0 <= float(words[4]) <= 100.0 and 0.0 <= float(words[6]) <= 100.0
+    ic_wld = [w for w in table if w[:2] == ["icbench", "IC+WLD"]]  # icbench's IC + WLD study, 2 trials
+    assert len(ic_wld) == 1 and ic_wld[0][3] == "2" and ic_wld[0][-1] == "-"
+    assert "icbench IC+WLD: outside training" in out.stdout
     assert "icbench / peer" in out.stdout
     cells = [json.loads(ln) for ln in results.read_text().splitlines()]
     assert sorted(c["key"][-1] for c in cells) == ["icbench", "icbench, previous default", "peer"]
