@@ -256,7 +256,7 @@ def open_storage(storage: StorageLike) -> tuple[optuna.storages.BaseStorage, Cal
         text = text[len("journal:") :]
     elif "://" in text:
         path = _sqlite_path(text)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not Path(path).exists():
             raise StorageError(f"no storage file at {path} (from {mask_url(text)})")
         problem = sqlite_problem(path, write=False) if path is not None else None
         if problem:  # what is wrong with the file, rather than what SQLAlchemy makes of it

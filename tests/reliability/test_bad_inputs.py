@@ -7,6 +7,7 @@ one case also runs as a real subprocess to check the exit code and stderr end to
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.abc
 import importlib.util
@@ -143,6 +144,60 @@ def test_malformed_input_is_refused_before_any_compute(
     else:
         assert after == before, f"files written or changed: {sorted(set(after) ^ set(before))}"
         assert not (work / "runs").exists()
+
+
+COMMANDS: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "commands.yaml").read_text())["commands"]
+#: The password some corpus files hold in a storage URL: no case may print it.
+SECRET = "corpus-s3cret"
+
+
+def test_the_command_corpus_covers_every_sub_command() -> None:
+    from icbench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    covered = {case["argv"][0] for case in COMMANDS.values()}
+    # `data` and `completion` read no file a user writes (a dataset name and a shell name, each checked
+    # by argparse's choices)
+    assert set(sub.choices) - covered <= {"data", "completion"}, set(sub.choices) - covered
+    assert len(COMMANDS) >= 50
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_bad_command_is_refused_in_one_line(
+    name: str, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`icbench <argv>` with one bad argument or one place that cannot work (bad_inputs/commands.yaml):
+    its exit status, one line naming the option or field, nothing written, no secret printed."""
+    from icbench.estimators import run as estimate_run
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a bad command got as far as scoring")
+
+    monkeypatch.setattr(estimate_run, "evaluate", unreachable)
+    case = COMMANDS[name]
+    for rel, text in (case.get("write") or {}).items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    for key, value in (case.get("env") or {}).items():
+        monkeypatch.setenv(key, value)
+    if case.get("block_imports"):
+        _block_imports(case["block_imports"], monkeypatch)
+    before = _snapshot(work)
+    capsys.readouterr()
+
+    code = _cli().main([str(a) for a in case["argv"]])
+
+    out, err = capsys.readouterr()
+    assert code == case.get("exit", 2), (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert case.get("progress") or out == "", out
+    assert case["named"] in lines[0], f"{case['named']!r} not named in: {lines[0]}"
+    for text in case.get("contains", []):
+        assert text in lines[0], f"{text!r} not in: {lines[0]}"
+    assert SECRET not in out + err
+    assert _snapshot(work) == before, "a refused command wrote or changed a file"
+    assert not (work / MARKER).exists()
 
 
 def test_the_payloads_are_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ while they run (`cluster_connection`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -24,24 +25,45 @@ from icbench.search.trainable import FINAL_KEY, trial_evaluation
 
 
 def _tune_searcher(core: Any) -> Any:
-    """`core` (an `AskTellSearcher`) as a Ray Tune `Searcher`: every call is passed through."""
+    """`core` (an `AskTellSearcher`) as a Ray Tune `Searcher`: every call is passed through.
+
+    A full disk while a call writes the study (`icbench.places.disk_full`) is kept in `fault` instead of
+    raised into Tune (which would print its own traceback): the searcher then asks for no more trials,
+    and `execute` raises it once Tune has stopped, for the command line to say in one line.
+    """
     from ray.tune.search import Searcher
+
+    from icbench.places import disk_full
 
     class TuneSearcher(Searcher):
         def __init__(self) -> None:
             super().__init__(metric="val_acc", mode="max")
             self.core = core
+            self.fault: BaseException | None = None
+
+        def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+            if self.fault is not None:
+                return None
+            try:
+                return fn(*args)
+            except Exception as e:
+                if disk_full(e) is None:
+                    raise
+                self.fault = e
+                return None
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            return self.core.suggest(trial_id)
+            if self.fault is not None:
+                return Searcher.FINISHED
+            return self._call(self.core.suggest, trial_id)
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            self.core.on_trial_result(trial_id, result)
+            self._call(self.core.on_trial_result, trial_id, result)
 
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
         ) -> None:
-            self.core.on_trial_complete(trial_id, result, error)
+            self._call(self.core.on_trial_complete, trial_id, result, error)
 
         def __reduce__(self) -> tuple[Any, tuple[()]]:
             # Tune pickles its searcher into the experiment folder (tuner.pkl). Ours holds the Optuna
@@ -54,6 +76,21 @@ def _tune_searcher(core: Any) -> Any:
 
 class _NotKept:
     """What Tune's experiment pickle holds in place of icbench's searcher (see `TuneSearcher.__reduce__`)."""
+
+
+#: Ray Tune's loggers that report its own writes (experiment state, trial folders) with a traceback.
+_RAY_WRITERS = ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller")
+
+
+class _DiskFullFilter(logging.Filter):
+    """Drops Ray's tracebacks of writes that failed on a full disk: icbench stops and says so in one line
+    (`TuneSearcher.fault`); a resume never reads Ray's experiment state, only the study."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from icbench.places import disk_full
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or disk_full(exc) is None
 
 
 def _tune_scheduler(core: Any) -> Any:
@@ -106,13 +143,14 @@ def execute_ray(
         # Before the first trial: a request no node can meet would leave every trial PENDING forever.
         resources.check_connected(loaded)
         storage_path = ex.storage_path or str((Path(c.runs_dir) / c.name / "ray").resolve())
+        tune_searcher = _tune_searcher(searcher)
         tuner = tune.Tuner(
             tune.with_resources(
                 tune.with_parameters(trainable.run_trial, evaluation=trial_evaluation(loaded)),
                 trial_resources(loaded),
             ),
             tune_config=tune.TuneConfig(
-                search_alg=_tune_searcher(searcher),
+                search_alg=tune_searcher,
                 scheduler=_tune_scheduler(scheduler),
                 num_samples=-1,
                 max_concurrent_trials=ex.max_concurrent,
@@ -135,7 +173,16 @@ def execute_ray(
                 callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
             ),
         )
-        tuner.fit()
+        quiet = _DiskFullFilter()
+        for name in _RAY_WRITERS:
+            logging.getLogger(name).addFilter(quiet)
+        try:
+            tuner.fit()
+        finally:
+            for name in _RAY_WRITERS:
+                logging.getLogger(name).removeFilter(quiet)
+        if tune_searcher.fault is not None:  # the disk filled: Tune has stopped, say it in one line
+            raise tune_searcher.fault
     finally:
         progress.close()  # the live line cleared, the tracking files closed
         if started:
