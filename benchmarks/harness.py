@@ -585,7 +585,7 @@ def print_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> No
     print("\nMean seconds per trial by phase (from a trace written by each trial's worker):")
     cols = ["phase"] + [f"{r['variant']} ({r['name']})" for r in results]
     rows = [[label] + [f"{r['phases']['means'][label]:.2f}" for r in results] for label, _, _ in PHASES]
-    rows.append(["trials run in a fresh worker process"] + [
+    rows.append(["trials whose worker process started after the trial was asked"] + [
         f"{r['phases']['fresh']}/{r['phases']['traced']}" for r in results])  # fmt: skip
     rows.append(["worker processes that ran trials"] + [str(r["phases"]["workers"]) for r in results])
     rows.append(["trials that found torch + icbench imported on entry"] + [
