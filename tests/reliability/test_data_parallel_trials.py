@@ -24,8 +24,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 #: Per-epoch training loss: |2 workers - 1 worker| <= LOSS_RTOL x loss (tests/training/test_data_parallel.py).
 LOSS_RTOL = 0.03
-#: Validation accuracy of one seed on 450 validation images: 1.0 point is 4-5 images.
-VAL_POINTS = 1.0
+#: Validation accuracy of one seed on 450 validation images (2.0 points is 9 images). The training tests
+#: bound the mean over 3 seeds by 0.3 points on 1,500 validation images; one seed of a smaller set moves
+#: more: measured here 79.33 % (1 worker) against 80.22 % (2 workers), train_loss within 0.8 %.
+VAL_POINTS = 2.0
 POINT = "{unit: ic, strategy: all, lr: 0.1}"
 
 
