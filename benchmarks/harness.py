@@ -293,6 +293,7 @@ class DriverTimes:
     def __init__(self) -> None:
         self.check_s: list[float] = []
         self.propose_s: list[float] = []
+        self.suggest_s: list[float] = []  # Tune asking the searcher: Optuna ask, proposal, user attributes
         self.macs_counts = 0  # every MACs count in the driver
         self.macs_counts_proposing = 0  # those made while proposing trials (not the study check)
         self.final_received: dict[int, float] = {}  # trial number -> when the driver got its final result
@@ -309,6 +310,13 @@ class DriverTimes:
         saved = (runner.check_study, Proposer.__call__, icbench.cost.count_macs, icbench.placement.count_macs)
         check, propose, count_cost, count_placement = saved
         on_complete = AskTellSearcher.on_trial_complete
+        suggest = AskTellSearcher.suggest
+
+        def timed_suggest(searcher: Any, trial_id: str) -> Any:
+            s, out = timed(lambda: suggest(searcher, trial_id))
+            if isinstance(out, dict):
+                self.suggest_s.append(s)
+            return out
 
         def stamp_result(
             searcher: Any, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -341,6 +349,7 @@ class DriverTimes:
         runner.check_study = timed_check
         Proposer.__call__ = timed_propose  # type: ignore[method-assign]
         AskTellSearcher.on_trial_complete = stamp_result  # type: ignore[method-assign]
+        AskTellSearcher.suggest = timed_suggest  # type: ignore[method-assign]
         icbench.cost.count_macs = counting(count_cost)
         icbench.placement.count_macs = counting(count_placement)
         try:
@@ -349,6 +358,7 @@ class DriverTimes:
             runner.check_study = check
             Proposer.__call__ = propose  # type: ignore[method-assign]
             AskTellSearcher.on_trial_complete = on_complete  # type: ignore[method-assign]
+            AskTellSearcher.suggest = suggest  # type: ignore[method-assign]
             icbench.cost.count_macs, icbench.placement.count_macs = count_cost, count_placement
 
 
@@ -455,6 +465,7 @@ def run_variant(args: argparse.Namespace, folder: Path, name: str, variant: str)
         "utilisation": sum(train) / slot if slot else float("nan"),
         "check_s": sum(driver.check_s),
         "propose_s": statistics.mean(driver.propose_s) if driver.propose_s else float("nan"),
+        "suggest_s": statistics.mean(driver.suggest_s) if driver.suggest_s else float("nan"),
         "n_proposed": len(driver.propose_s),
         "driver_macs_counts": driver.macs_counts,
         "driver_macs_counts_proposing": driver.macs_counts_proposing,
@@ -564,13 +575,14 @@ def print_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> No
         f"tune.report for the driver (epochs before the last). ovh @30s trial = ovh/trial / (30 s + "
         f"ovh/trial), target < {OVERHEAD_TARGET:.0%}."
     )
-    cols = ["variant", "check_study s", "propose ms/trial", "MACs counts in driver", "first trial s",
+    cols = ["variant", "check_study s", "propose ms/trial", "suggest ms/trial", "MACs counts in driver", "first trial s",
             "mean trial s", "report s", "not complete"]  # fmt: skip
     rows = [
         [
             f"{r['variant']} ({r['name']})",
             f"{r['check_s']:.2f}",
             f"{1e3 * r['propose_s']:.0f}",
+            f"{1e3 * r['suggest_s']:.0f}",
             f"{r['driver_macs_counts_proposing']} for {r['n_proposed']} proposals "
             f"(+{r['driver_macs_counts'] - r['driver_macs_counts_proposing']} in the check)",
             f"{r['first_trial_duration']:.1f}",
