@@ -95,6 +95,9 @@ def test_with_test_chosen_only_the_shown_trials_get_the_tables_test_accuracy(
     assert all("test_acc" not in t.user_attrs for t in _trials(study)), "no trial reads the test column"
     data = read_study(f"sqlite:///{tmp_path}/runs/r/study.db", "r")
     shown = set(shown_trials(data.trials, data.objectives))
+    for t in _trials(study):  # no trial reads the test column; the driver writes the shown ones' afterwards
+        if "test_acc" in t.user_attrs:
+            assert t.number in shown and "benchmark table" in t.user_attrs["test_evaluated"], t.number
     rows = pd.read_parquet(table).set_index(["placement", "wld", "seed"])
     for _, t in data.trials[data.trials["state"] == "COMPLETE"].iterrows():
         if t["number"] in shown:
