@@ -92,7 +92,6 @@ def test_with_test_chosen_only_the_shown_trials_get_the_tables_test_accuracy(
 
     study = _replay(tmp_path, table, "n_trials: 5\nsampler: {name: random, seed: 3}\n")
     run_study(study, report=False, echo=lambda _: None)
-    assert all("test_acc" not in t.user_attrs for t in _trials(study)), "no trial reads the test column"
     data = read_study(f"sqlite:///{tmp_path}/runs/r/study.db", "r")
     shown = set(shown_trials(data.trials, data.objectives))
     for t in _trials(study):  # no trial reads the test column; the driver writes the shown ones' afterwards
