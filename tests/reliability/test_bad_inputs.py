@@ -200,6 +200,23 @@ def test_bad_command_is_refused_in_one_line(
     assert not (work / MARKER).exists()
 
 
+def test_load_trials_says_what_is_wrong_with_the_study_database(work: Path) -> None:
+    """`icbench.load_trials` on a study whose database is not an SQLite file names the file and what is
+    wrong with it (not "no study named ...")."""
+    import icbench
+    from icbench.report.load import StorageError
+
+    db = work / "runs" / "places" / "study.db"
+    db.parent.mkdir(parents=True)
+    db.write_text("a text file where the study database belongs\n")
+    with pytest.raises(StorageError, match=r"runs/places/study\.db is not an SQLite database"):
+        icbench.load_trials("command_studies/ok.yaml")
+    db.unlink()
+    db.mkdir()
+    with pytest.raises(StorageError, match="is a directory"):
+        icbench.load_trials("command_studies/ok.yaml")
+
+
 def test_the_payloads_are_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pickle payloads of the corpus really run code when loaded unsafely (so the test above, where
     the marker never appears, means something)."""

@@ -132,7 +132,11 @@ def test_a_pilot_draws_the_same_placements_for_every_unit_and_keeps_the_basic_ne
     assert sum(1 for r in pilot if not any(bits(r))) == 2  # the basic network, once per seed
     assert [r.key for r in pilot_rows(loaded, rows, 3, seed=0)] == [r.key for r in pilot]
     assert {bits(r) for r in pilot_rows(loaded, rows, 3, seed=1)} != {bits(r) for r in pilot}
-    assert pilot_rows(loaded, rows, 10_000) == rows
+    every = 2**checked.mask_len - 1
+    assert pilot_rows(loaded, rows, every) == rows  # every placement: the whole table
+    with pytest.raises(ConfigError, match=f"10000 placements asked for, but the space has {every}") as e:
+        pilot_rows(loaded, rows, 10_000)  # never silently the whole table
+    assert e.value.field == "--pilot"
     with pytest.raises(ConfigError, match="at least 2 placements"):
         pilot_rows(loaded, rows, 1)
 
