@@ -254,12 +254,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     try:
         return dispatch(args, _kv(getattr(args, "arg", [])))
     except IcbenchError as e:
+        from icbench.redact import redact
+
         if args.verbosity > 0:
             import traceback
 
-            traceback.print_exc()
-        from icbench.redact import redact
-
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
         print(f"error: {redact(str(e))}", file=sys.stderr)  # never a password, whatever the message
         return 2
     except Interrupted as e:  # SIGINT/SIGTERM during a study command: say so, never "done"; 130 or 143

@@ -165,7 +165,7 @@ def resolve_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
-            f"{url!r} is not a storage URL; expected sqlite:///<path>, journal:<path> or a database URL "
+            f"{mask_url(url)!r} is not a storage URL; expected sqlite:///<path>, journal:<path> or a database URL "
             "such as postgresql://user@host/db",
             field="storage",
         ) from None
