@@ -98,7 +98,8 @@ def describe(cls: type[BaseModel], name: str, info: FieldInfo) -> str | None:
             if found:
                 return found
     borrowed = BORROWED.get(cls)
-    return _attributes(borrowed).get(name) if borrowed else None
+    text = _attributes(borrowed).get(name) if borrowed else None
+    return text[:1].upper() + text[1:] if text else None
 
 
 def _type(ann: Any) -> str:

@@ -298,9 +298,13 @@ class TrainingSection(_Strict):
 
     batch_size: int = Field(default=_RECIPE.batch_size, ge=1)
     lr: float = Field(default=_RECIPE.lr, gt=0)
+    #: SGD momentum.
     momentum: float = Field(default=_RECIPE.momentum, ge=0, lt=1)
+    #: Nesterov momentum.
     nesterov: bool = _RECIPE.nesterov
+    #: SGD weight decay, on weights of two or more dimensions only (not on biases and BatchNorm).
     weight_decay: float = Field(default=_RECIPE.weight_decay, ge=0)
+    #: Label smoothing of the cross-entropy target (0: none).
     label_smoothing: float = Field(default=_RECIPE.label_smoothing, ge=0, lt=1)
     schedule: Literal["linear", "cosine", "onecycle"] = _RECIPE.schedule  # type: ignore[assignment]
     warmup_fraction: float = Field(default=_RECIPE.warmup_fraction, ge=0, lt=1)
