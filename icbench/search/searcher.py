@@ -302,8 +302,8 @@ class AskTellSearcher:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         frozen = self.study.tell(trial, values, state=state if values is None else None)
-        if self.checkpoints is not None:  # the outcome is recorded: the checkpoint is never read again
-            remove_checkpoint(self.checkpoints, trial.number)
+        if self.checkpoints is not None and attrs.get("status") not in ("rejected", "duplicate"):
+            remove_checkpoint(self.checkpoints, trial.number)  # the outcome is recorded: never read again
         if self.on_event:
             self.on_event(attrs.get("status", state.name.lower()), frozen)
 
