@@ -421,7 +421,7 @@ def plot_front(entries: Sequence[FrontEntry], out_path: Path, title: str) -> Pat
             (front["val_acc_pts"] - front["val_ci_low_pts"]).fillna(0),
             (front["val_ci_high_pts"] - front["val_acc_pts"]).fillna(0),
         ],
-        fmt="o", ms=5, color="black", mfc="white", capsize=2, zorder=3, label=f"front, 95% CI ({len(front)})",
+        fmt="o", ms=5, color="black", mfc="white", capsize=2, zorder=3, label=f"front, 95% CI ({len(front)}; side by side at equal MACs)",
     )  # fmt: skip
     ax.scatter(
         basic_x, basic["val_acc_pts"], marker="*", s=150, color="gold", edgecolors="black",

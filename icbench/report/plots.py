@@ -122,12 +122,10 @@ def plot_pareto(
             if "unit" in candidates
             else candidates
         )
-        # Trials at the same point share one marker whose area grows with their count.
-        pts = _ties(sel, ["macs", "val_acc"])
         ax.scatter(
-            pts["macs"] / mscale,
-            pts["val_acc"] * factor,
-            s=24 * pts["count"],
+            sel["macs"] / mscale,
+            sel["val_acc"] * factor,
+            s=24,
             alpha=0.45,
             color=colors[unit],
             linewidths=0,
@@ -143,7 +141,7 @@ def plot_pareto(
     ax.scatter(
         fx,
         fpts["val_acc"] * factor,
-        s=40 * fpts["count"] ** 0.8,
+        s=np.minimum(40 * fpts["count"] ** 0.8, 220),
         facecolors=[colors.get(str(u), "C0") for u in fpts["unit"]] if "unit" in fpts else "C0",
         edgecolors="black",
         linewidths=0.9,
@@ -177,7 +175,10 @@ def plot_pareto(
     ax.set_ylabel("Validation accuracy (%)")
     ax.set_title(title + (f"\n{excluded}" if excluded else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    legend = ax.legend(loc="best", fontsize=8)
+    for handle in legend.legend_handles:  # one size in the legend, whatever the count of its first point
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([30])
     return _save(fig, out_path)
 
 
@@ -238,8 +239,8 @@ def plot_hypervolume(
     acc_scale = 100.0 if acc_ref > 1.0 + 1e-9 else 1.0
     how = f" ({rule})" if rule else ""
     fig.suptitle(
-        f"{title}\nobjectives: max val acc, min MACs; reference point: val acc {acc_ref * 100 / acc_scale:.2f} %, "
-        f"MACs {fmt_num(macs_ref, mscale)} {mname}{how}; box: reference to the best values seen",
+        f"{title}; objectives: max val acc, min MACs\nreference point: val acc {acc_ref * 100 / acc_scale:.2f} %, "
+        f"MACs {fmt_num(macs_ref, mscale)} {mname}{how}\n1.0: one trial both the most accurate and the cheapest seen",
         fontsize=9,
     )
     return _save(fig, out_path)
@@ -301,8 +302,8 @@ def curves_figure(curves: Sequence[CellCurve], *, title: str, target: float | No
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Validation accuracy (%)")
     note = (
-        "\ndashed, [warm start]: WLD students that start from the teacher's trained weights, so epoch 1 begins "
-        "at the teacher's accuracy (not a faster start)"
+        "\ndashed, [warm start]: WLD students start from the teacher's trained weights,\nso their epoch 1 "
+        "begins at the teacher's accuracy (not a faster start)"
         if any_warm
         else ""
     )
