@@ -140,3 +140,28 @@ def test_a_read_only_runs_dir_is_refused_before_anything_is_written(
     assert code == 2 and len(lines) == 1, err.getvalue()
     assert "field 'runs_dir'" in lines[0] and "read-only filesystem" in lines[0], lines[0]
     assert list(read_only_runs.iterdir()) == []
+
+
+def test_a_full_disk_is_recognised_through_the_wrappers_and_named(tmp_path: Path) -> None:
+    """What the run's writers raise on a full disk, as they raise it: Python's OSError (with the file),
+    SQLite's error inside SQLAlchemy's inside Optuna's; the line names the file, else the storage the
+    command writes (`note_writing`). Any other error is not a full disk."""
+    import errno
+
+    import optuna
+
+    from icbench.places import disk_full, note_writing
+
+    oserror = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "weights.pt"))
+    assert disk_full(RuntimeError("saving failed")) is None
+    wrapped = RuntimeError("saving the weights failed")
+    wrapped.__cause__ = oserror
+    line = disk_full(wrapped)
+    assert line is not None and "no space left" in line and str(tmp_path / "weights.pt") in line
+    note_writing(tmp_path / "study.db")
+    inner = sqlite3.OperationalError("database or disk is full")
+    outer = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    outer.__cause__ = inner
+    line = disk_full(outer)
+    assert line is not None and str(tmp_path / "study.db") in line and "run the same command again" in line
+    assert disk_full(sqlite3.OperationalError("database is locked")) is None
