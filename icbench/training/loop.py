@@ -594,24 +594,23 @@ def _read_checkpoint(
     device: torch.device,
 ) -> Resume:
     """The checkpoint to continue from, its weights loaded into `model`; every worker the same one."""
-    if folder is None:
-        return Resume(None, None, 0)
-    resume = read_resume(folder, fingerprint)
-    if resume.state is not None:
+    resume = read_resume(folder, fingerprint) if folder is not None else Resume(None, None, 0)
+    if folder is not None and resume.state is not None:
         misfit = _misfit(model, resume.state.get("model"))
-        if misfit is None:
-            model.load_state_dict(resume.state["model"])
-        else:  # checked first: a failed load_state_dict leaves the model half overwritten
+        if misfit is not None:  # checked first: a failed load_state_dict leaves the model half overwritten
             note = f"checkpoint {folder.uri} does not fit the network ({misfit}); started from epoch 0"
             resume = Resume(None, note, resume.epoch_started)
     if workers.world > 1:
         # Workers that read different checkpoints (one written between two reads, a flaky store) would
-        # train different models: then every worker starts afresh.
+        # train different models: then every worker starts afresh (decided before any weights are loaded).
         epoch = float(resume.epoch if resume.state is not None else -1)
         total, squares = workers.sum([epoch, epoch * epoch], device)
         if squares * workers.world != total * total:  # all equal iff the variance is 0 (same on every worker)
-            note = f"the workers read different checkpoints from {folder.uri}; started from epoch 0"
+            where = folder.uri if folder is not None else "their checkpoint folders"
+            note = f"the workers read different checkpoints from {where}; started from epoch 0"
             resume = Resume(None, note, resume.epoch_started)
+    if resume.state is not None:
+        model.load_state_dict(resume.state["model"])
     return resume
 
 

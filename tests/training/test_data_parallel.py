@@ -192,12 +192,18 @@ def _bad_input_worker(rank: int, world: int, init: str, out: str) -> None:
             messages.append("")
         except ConfigError as e:
             messages.append(str(e))
+    # Workers that find different checkpoints (here rank 1 an empty folder) all start afresh.
+    shared = Folder(str(Path(out) / "shared"))
+    train_candidate(tiny, checkpoint=shared)
+    mine = shared if rank == 0 else Folder(str(Path(out) / "empty"))
+    again = train_candidate(tiny, checkpoint=mine)
+    messages.append(f"{again['resumed_from_epoch']} {again['checkpoint_note']}")
     Path(out, f"rank{rank}.json").write_text(json.dumps(messages))
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_bad_data_parallel_settings_fail_in_one_line(tmp_path):
+def test_bad_settings_fail_in_one_line_and_disagreeing_checkpoints_start_afresh(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     init = f"file://{tmp_path}/pg"
     procs = [
@@ -209,7 +215,8 @@ def test_bad_data_parallel_settings_fail_in_one_line(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * WORKERS
     for r in range(WORKERS):
-        batch, sync_bn = json.loads(Path(tmp_path, f"rank{r}.json").read_text())
+        batch, sync_bn, disagreement = json.loads(Path(tmp_path, f"rank{r}.json").read_text())
+        assert disagreement.startswith("0 the workers read different checkpoints")
         assert "batch_size" in batch and "divide by the 2 workers" in batch and "\n" not in batch
         assert "sync_bn" in sync_bn and "CUDA" in sync_bn and "\n" not in sync_bn
 
