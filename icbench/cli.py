@@ -337,8 +337,10 @@ def _validate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if args.verbosity > 0:
         import yaml
 
+        from icbench.redact import redact
+
         print(f"# {loaded.study_path}, as read, with every default")
-        print(yaml.safe_dump(loaded.config.model_dump(mode="json"), sort_keys=False).rstrip())
+        print(redact(yaml.safe_dump(loaded.config.model_dump(mode="json"), sort_keys=False).rstrip()))
     from icbench.search import dry_run
 
     dry_run(args.study, overrides, echo=_echo(args))
