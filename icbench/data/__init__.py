@@ -15,7 +15,8 @@ Splits are fixed by a split seed (0 unless given), stratified by class, and inde
 training seed, so every trial of a study is selected on the same validation images.
 
 One file per dataset, registered in `DATASETS` (`_base.py`, with the batching engine); adding one is one
-file here with one `@DATASETS.register("name")` class, plus its import below.
+file here with one `@DATASETS.register("name")` class, plus its import below and its name in
+`icbench/names.py` (checked before torch loads; tests/test_cli.py keeps the two equal).
 """
 
 from icbench.data import cifar10, cifar100, digits, imagefolder, mnist5k, synthetic  # noqa: F401  (registration)

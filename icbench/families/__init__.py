@@ -1,7 +1,8 @@
 """CNN families (DESIGN.md §5): one file each, registered in `FAMILIES`.
 
 Adding a family: one file here with a `Family` subclass decorated with `@register_family` (it also names
-a tiny test variant), plus its import below.
+a tiny test variant), plus its import below and its name and sizes in `icbench/names.py` (checked before
+torch loads; tests/test_cli.py keeps the two equal).
 """
 
 from __future__ import annotations

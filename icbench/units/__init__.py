@@ -1,6 +1,7 @@
 """Unit formulations (DESIGN.md §3): one file each, registered in `UNITS`.
 
-Adding a formulation: one file here with one `@UNITS.register("name")` class, plus its import below.
+Adding a formulation: one file here with one `@UNITS.register("name")` class, plus its import below and
+its name in `icbench/names.py` (checked before torch loads; tests/test_cli.py keeps the two equal).
 """
 
 from icbench.units import conv, ic, ic_dual, se  # noqa: F401  (registration side effects)
