@@ -41,6 +41,7 @@ from icbench.report.load import load_study as read_stored_study
 from icbench.search import fingerprint as fpr
 from icbench.search.checks import check_data_present, check_environment, check_study
 from icbench.search.checkpoints import checkpoint_root
+from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.lock import study_lock
@@ -227,8 +228,7 @@ def confirm_study(
     derived = confirmation_study(loaded, len(points))
     echo(f"confirm: checking the {len(points)} confirmation points (study, data, storage, resources)")
     checked = check_study(derived)
-    check_data_present(derived)
-    check_environment(derived)
+    check_run(derived)  # the run's own pre-training checks: data files, storage, resume, resources, tracking
     url = storage_url(derived)
     run.storage_url = url
     basic = [int(n) for n in trials.loc[trials["is_basic"].fillna(False).astype(bool), "number"]]

@@ -34,6 +34,8 @@ from icbench.search import space as sp
 from icbench.search.checks import check_data_present, check_environment, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.checkpoints import checkpoint_root
+from icbench.search.checks import check_run, check_study
+from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
 from icbench.search.lock import study_lock
@@ -182,8 +184,7 @@ def tabulate(
     loaded = load_study(path, overrides)
     check_finite(loaded)
     checked = check_study(loaded)
-    check_data_present(loaded)
-    check_environment(loaded)
+    check_run(loaded)  # the run's own pre-training checks: data files, storage, resume, resources, tracking
     rows = table_rows(loaded, Proposer(loaded, checked), checked.mask_len)
     if pilot is not None:
         full = len(rows)
