@@ -39,7 +39,6 @@ from icbench.report.evaluation import shown_trials
 from icbench.report.load import StorageError, StudyNotFoundError, open_storage, with_retries
 from icbench.report.load import load_study as read_stored_study
 from icbench.search import fingerprint as fpr
-from icbench.search.checks import check_data_present, check_environment, check_study
 from icbench.search.checkpoints import checkpoint_root
 from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen

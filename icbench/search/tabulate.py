@@ -31,8 +31,6 @@ from icbench.places import output_file_problem
 from icbench.redact import mask_url
 from icbench.report.table import ROW_ATTR, write_table
 from icbench.search import space as sp
-from icbench.search.checks import check_data_present, check_environment, check_study
-from icbench.search.evaluation import evaluate_chosen
 from icbench.search.checkpoints import checkpoint_root
 from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
