@@ -27,8 +27,8 @@ STATE_NAME = "state.pt"
 def checkpoint_root(loaded: LoadedStudy) -> str | None:
     """Where the trials of a study keep their checkpoints (None with `execution.checkpoint_every: 0`).
 
-    Locally: `<runs_dir>/<study>/checkpoints/`. On a cluster (`execution.address`): under
-    `execution.storage_path` (a shared folder or an `s3://`-style URI), `<storage_path>/<study>/checkpoints/`.
+    Locally: `<runs_dir>/<study>/checkpoints/`. On a cluster (`execution.address`), or whenever
+    `execution.storage_path` is an `s3://`-style URI: under it, `<storage_path>/<study>/checkpoints/`.
     Each trial has its own folder under it, named by its Optuna trial number (`checkpoint_folder`).
     """
     from icbench.objectstore import join

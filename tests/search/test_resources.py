@@ -279,3 +279,16 @@ def test_a_cluster_that_cannot_place_a_trial_is_refused_before_storage_is_writte
         run_study(study, report=False, echo=lambda line: None)
     assert err.value.field == "execution.cpus_per_trial"
     assert not (tmp_path / "runs").exists()
+
+
+def test_workers_of_one_trial_may_span_nodes_but_not_exceed_them(tmp_path: Path) -> None:
+    """`workers_per_trial` x per-worker resources: the workers of one trial may sit on different nodes, so
+    what counts is how many fit over all live nodes (here 3 CPUs per worker: 1 + 1 on the two 4-CPU nodes)."""
+    cap = res.cluster_capacity(NODES, "the Ray cluster at auto")
+    res.check_capacity(load_study(_study(tmp_path, "{workers_per_trial: 8, cpus_per_trial: 1}")), cap)
+    res.check_capacity(load_study(_study(tmp_path, "{workers_per_trial: 2, cpus_per_trial: 3}")), cap)
+    for execution, fit in (("{workers_per_trial: 3, cpus_per_trial: 3}", 2), ("{workers_per_trial: 2, cpus_per_trial: 1, gpus_per_trial: 1}", 1)):  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            res.check_capacity(load_study(_study(tmp_path, execution)), cap)
+        assert err.value.field == "execution.workers_per_trial", err.value
+        assert f"at most {fit} such worker(s) fit at once" in err.value.detail, err.value.detail
