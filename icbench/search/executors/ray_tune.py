@@ -168,8 +168,12 @@ def execute_ray(
                 # resumes from its checkpoint (`trainable.run_trial`); the searcher hears of it only when
                 # the restarts are spent.
                 failure_config=tune.FailureConfig(max_failures=ex.trial_restarts),
-                # The final report is the trial's last word: free its slot at once.
-                stop={FINAL_KEY: True},
+                # The final report is the trial's last word: free its slot at once. Not for data-parallel
+                # trials: stopping kills the trial's actor while Ray Train still shuts its worker group
+                # down, and the group's placement group (workers x CPUs) then stays reserved (Ray Train's
+                # cleaner needs the State API, which has no dashboard here): the next trial never starts.
+                # Their function returns right after the final report anyway.
+                stop={FINAL_KEY: True} if int(getattr(ex, "workers_per_trial", 1) or 1) == 1 else None,
                 callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
             ),
         )
