@@ -82,3 +82,22 @@ def test_the_paper_study_dry_run_prints_its_plan(s3_env, tmp_path: Path, capsys)
     assert float(hours.group(1).replace(",", "")) == pytest.approx(per_trial, rel=0.01)
     assert "GPU-hours for 12 trials" in out
     assert "906 images/s per GPU" in out and "DeepLearningExamples" in out and "7,248 img/s on 8 GPUs" in out
+
+
+def test_sync_bn_reaches_the_trials_candidate_and_is_fingerprinted(tmp_path: Path) -> None:
+    from icbench.search.fingerprint import experiment_fingerprint
+    from icbench.search.schema import write_study_files
+    from icbench.search.space import base_candidate, teacher_recipe
+    from icbench.search.study import load_study
+    from icbench.training.config import CandidateConfig
+
+    body = "dataset: {name: synthetic}\nexecution: {workers_per_trial: 2}\ntraining: {sync_bn: true}\n"
+    loaded = load_study(write_study_files(tmp_path, "s", body, "params:\n  lr: {type: float, low: 0.01, high: 0.1}\n"))
+    cand = base_candidate(loaded)
+    assert cand["sync_bn"] is True and CandidateConfig.from_dict(cand).sync_bn is True
+    assert "sync_bn" not in teacher_recipe(loaded)  # one teacher for both settings
+    on = experiment_fingerprint(loaded)
+    off = experiment_fingerprint(load_study(tmp_path / "s.yaml", {"training.sync_bn": False}))
+    assert on["training"]["sync_bn"] is True and off["training"]["sync_bn"] is False
+    # how many workers and how often a trial checkpoints may change on resume; sync_bn may not
+    assert "workers_per_trial" not in on["execution"] and "checkpoint_every" not in on["execution"]
