@@ -18,9 +18,10 @@ each trial's worker writes a trace (entry, imports, dataset, MACs counts it made
 icbench were already imported).
 
 Variants, run alternately `--repeats` times each so machine noise hits both alike (see `LEVERS`):
-- `default`: the study runner as shipped; `before`: without the levers below;
-- `no_sites`: without the sites hand-off (each worker counts MACs once to find the sites);
-- `no_preload`: without the preloaded worker modules.
+- `default`: the study runner as shipped (the sites hand-off); `before`: without it (each worker counts
+  MACs once to find the sites);
+- `preload`: the shipped runner with local workers preloading torch and icbench (off as shipped: measured
+  slower, see `icbench.search.executors.ray_tune.PRELOAD_MODULES`).
 
 `--skip-components` skips the fresh-interpreter measurements: the cold costs a new worker process pays
 (imports, dataset load, build, MACs count, test pass) and Ray's start-up with and without preloading.
@@ -109,8 +110,7 @@ mode, study = sys.argv[1], sys.argv[2]
 s = time.perf_counter(); import ray; imp = time.perf_counter() - s
 from icbench.search.executors import ray_tune
 from icbench.search.schema import load_study
-if mode == "no_preload":
-    ray_tune.PRELOAD_MODULES = ()
+ray_tune.PRELOAD_MODULES = ray_tune.PRELOAD_CANDIDATES if mode == "preload" else ()
 s = time.perf_counter(); ray_tune.init_ray(load_study(study)); init = time.perf_counter() - s
 time.sleep(1.0)
 
@@ -164,10 +164,9 @@ def components(cfg: dict[str, Any]) -> dict[str, float]:
 LEVERS = ("sites", "preload")
 #: Variants measured side by side: name -> the levers on. `before` is the runner without them.
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "default": LEVERS,
+    "default": ("sites",),  # as shipped: preloading was measured slower and is off
     "before": (),
-    "no_sites": tuple(lv for lv in LEVERS if lv != "sites"),
-    "no_preload": tuple(lv for lv in LEVERS if lv != "preload"),
+    "preload": LEVERS,
 }
 
 
@@ -179,7 +178,7 @@ def levers(on: tuple[str, ...]) -> Iterator[None]:
 
     saved = (Proposer.hand_off_sites, ray_tune.PRELOAD_MODULES)
     Proposer.hand_off_sites = "sites" in on
-    ray_tune.PRELOAD_MODULES = saved[1] if "preload" in on else ()
+    ray_tune.PRELOAD_MODULES = ray_tune.PRELOAD_CANDIDATES if "preload" in on else ()
     try:
         yield
     finally:
@@ -669,8 +668,8 @@ def main(argv: list[str] | None = None) -> int:
 
     comp: dict[str, float] = {}
     ray_modes: dict[str, list[dict[str, Any]]] = {"preload": [], "no_preload": []}
-    if args.smoke:  # one fresh Ray start (the shipped one) is enough to run the code path
-        del ray_modes["no_preload"]
+    if args.smoke:  # one fresh Ray start (as shipped: no preloading) is enough to run the code path
+        del ray_modes["preload"]
     if not args.skip_components:
         comp = components(cfg)
         for rep in range(ray_repeats):

@@ -194,11 +194,13 @@ def execute_ray(
     return searcher.stop_reason
 
 
-#: Modules every local Ray worker imports as it starts (Ray's `preload_python_modules`). Ray starts its
-#: workers with `ray.init`, and Tune's trial actors take those processes, so the first trial of each worker
-#: finds torch and icbench imported (1-2 s per process here, benchmarks/harness.py) instead of importing
-#: them on its own clock. Locally only: a cluster's nodes were started by `ray start` with their settings.
-PRELOAD_MODULES: tuple[str, ...] = ("torch", "ray.tune", "icbench.training.candidate", "icbench.search.trainable")
+#: What a trial imports, which local Ray workers could import as Ray starts them (Ray's
+#: `preload_python_modules`; locally only: a cluster's nodes were started by `ray start` with their settings).
+PRELOAD_CANDIDATES = ("torch", "ray.tune", "icbench.training.candidate", "icbench.search.trainable")
+#: Modules local workers preload: none. Measured (benchmarks/results/harness.txt, 2 cores, load 2-3):
+#: preloading takes the trial's 0.4 s of imports off its clock but the trial then waits ~1 s longer for
+#: its worker, 0.6 s per trial lost; set it to `PRELOAD_CANDIDATES` to measure again (harness `preload`).
+PRELOAD_MODULES: tuple[str, ...] = ()
 
 
 def trial_resources(loaded: LoadedStudy) -> dict[str, float]:
