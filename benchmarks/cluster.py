@@ -150,6 +150,8 @@ def main() -> None:
         if cluster is None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
             env["PYTHONPATH"] = str(REPO)
+            # Ray's socket paths are limited to 107 bytes: keep its temporary root short.
+            env["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR", "/tmp")
             results["local"] = overhead(local, env, 2)
             raise _NoCluster
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
