@@ -43,8 +43,8 @@ from icbench.search.checkpoints import checkpoint_root
 from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
-from icbench.search.lock import study_lock
 from icbench.search.interrupts import handled
+from icbench.search.lock import study_lock
 from icbench.search.records import StudyRun
 from icbench.search.samplers.queue import queue_sampler
 from icbench.search.schema import (

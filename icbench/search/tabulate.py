@@ -36,9 +36,9 @@ from icbench.search.checks import check_run, check_study
 from icbench.search.evaluation import evaluate_chosen
 from icbench.search.executors import execute
 from icbench.search.executors.ray_tune import cluster_connection
+from icbench.search.interrupts import handled
 from icbench.search.lock import study_lock
 from icbench.search.propose import Proposer
-from icbench.search.interrupts import handled
 from icbench.search.records import StudyRun
 from icbench.search.samplers.queue import queue_sampler
 from icbench.search.schema import FloatParam, LoadedStudy, MaskParam
