@@ -412,7 +412,7 @@ def _report(args: argparse.Namespace) -> int:
     given = getattr(args, "out", None)
     if args.study.endswith(".parquet"):
         if not Path(args.study).is_file():
-            raise IcbenchError(f"table file not found: {args.study}")
+            raise IcbenchError(f"table not found: {args.study}")
         from icbench.report.bench import build_bench_report
 
         table_out = Path(given) if given else Path("reports") / Path(args.study).stem

@@ -14,4 +14,4 @@ def test_cli_latency_smoke() -> None:
     assert done.returncode == 0, done.stderr
     for case in ("--version", "key typo (budgt:)", "unknown family (resnt_cifar)", "unknown size (resnet21)"):
         assert case in done.stdout, done.stdout
-    assert "slowest typo case (median)" in done.stdout
+    assert "slowest typo case: median wall" in done.stdout
