@@ -11,6 +11,7 @@ from torch import nn
 
 from icbench.families import tiny_size
 from icbench.liveness import is_inert, median_delta
+from icbench.machine import cpu_model
 from icbench.recipe import LEGACY_UNIT_RECIPE
 from icbench.training import train_candidate
 from icbench.units import UNITS, unit_deltas
@@ -79,6 +80,14 @@ LEGACY_TRIALS = {
     ("se", False): (0.9592592592592593, [1.4015390496504934, 0.6636028289794922]),
 }
 
+#: With WLD the teacher is trained first and the student distils from it, so another CPU's rounding
+#: compounds: on an AMD EPYC the same code gives losses 4e-4 away from the Intel Xeon figures above, about as
+#: far as the live recipe moves them. Those CPUs get the figures their own machine made with the legacy
+#: recipe on the code before the data-parallel and checkpoint changes (commit 82a07e3), bit for bit.
+LEGACY_TRIALS_BY_CPU = {
+    "AMD EPYC": {("ic", True): (0.9666666666666667, [0.4570516787077251, 0.572056770324707])},
+}
+
 
 @pytest.mark.parametrize(("unit", "wld"), list(LEGACY_TRIALS))
 def test_the_legacy_unit_recipe_reproduces_a_trial_made_before_it(unit: str, wld: bool, tmp_path) -> None:
@@ -90,6 +99,6 @@ def test_the_legacy_unit_recipe_reproduces_a_trial_made_before_it(unit: str, wld
          "cache_dir": str(tmp_path), "wld": {"enabled": wld}, **LEGACY_UNIT_RECIPE},
         evaluate_test=False,
     )  # fmt: skip
-    val, losses = LEGACY_TRIALS[(unit, wld)]
+    val, losses = LEGACY_TRIALS_BY_CPU.get(cpu_model(), {}).get((unit, wld), LEGACY_TRIALS[(unit, wld)])
     assert [e["train_loss"] for e in m["curve"]] == pytest.approx(losses, rel=1e-4)
     assert m["val_acc"] == pytest.approx(val, abs=2 / 270 + 1e-9)
