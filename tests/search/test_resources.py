@@ -224,7 +224,7 @@ def test_a_trial_that_starts_is_forgotten() -> None:
 def test_tune_shows_its_trials_to_the_watch_and_a_connected_ray_is_checked(
     ray_local: None, tmp_path: Path
 ) -> None:
-    """On the session's 2-CPU Ray: a trial asking for 3 CPUs is reported as PENDING by the callback, and
+    """On the session's 2-CPU Ray: a trial asking for 3 CPUs is reported as PENDING by the executor's Tune scheduler, and
     the runner's check after connecting refuses such a study."""
     from ray import tune
 
@@ -232,14 +232,17 @@ def test_tune_shows_its_trials_to_the_watch_and_a_connected_ray_is_checked(
         res.check_connected(load_study(_study(tmp_path, "{cpus_per_trial: 3}")))
     assert err.value.field == "execution.cpus_per_trial" and "the local Ray has 1 node(s)" in err.value.detail
 
+    from icbench.search.executors.ray_tune import _tune_scheduler
+    from icbench.search.schedulers.fifo import FIFO
+
     seen: list[str] = []
     watch = res.PendingWatch(seen.append, warn_after_s=1.0, free=res.ray_free)
     tuner = tune.Tuner(
         tune.with_resources(lambda config: None, {"cpu": 3}),
-        tune_config=tune.TuneConfig(num_samples=1, time_budget_s=8),
-        run_config=tune.RunConfig(
-            storage_path=str(tmp_path / "ray"), verbose=0, callbacks=[res.pending_callback(watch)]
+        tune_config=tune.TuneConfig(
+            num_samples=1, time_budget_s=8, scheduler=_tune_scheduler(FIFO(max_t=1, objectives=[]), watch)
         ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
     )
     tuner.fit()
     assert seen, "the pending trial was never reported"

@@ -93,11 +93,17 @@ class _DiskFullFilter(logging.Filter):
         return exc is None or disk_full(exc) is None
 
 
-def _tune_scheduler(core: Any) -> Any:
-    """`core` (an `icbench.search.schedulers.Scheduler`) as a Ray Tune trial scheduler."""
+def _tune_scheduler(core: Any, watch: resources.PendingWatch | None = None) -> Any:
+    """`core` (an `icbench.search.schedulers.Scheduler`) as a Ray Tune trial scheduler; with a `watch`,
+    it also shows Tune's trials to it once per step of Tune's loop (a trial Ray cannot place is reported)."""
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     class TuneScheduler(FIFOScheduler):
+        def choose_trial_to_run(self, tune_controller: Any) -> Any:
+            if watch is not None:  # called once per step of Tune's loop
+                resources.watch_tune_trials(watch, tune_controller.get_trials())
+            return super().choose_trial_to_run(tune_controller)
+
         def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
             core.on_start(trial.trial_id, (trial.config or {}).get("cost"))
 
@@ -151,7 +157,7 @@ def execute_ray(
             ),
             tune_config=tune.TuneConfig(
                 search_alg=tune_searcher,
-                scheduler=_tune_scheduler(scheduler),
+                scheduler=_tune_scheduler(scheduler, resources.PendingWatch(echo, free=resources.ray_free)),
                 num_samples=-1,
                 max_concurrent_trials=ex.max_concurrent,
                 # One worker process serves many trials: no Python start-up, imports and dataset read per
@@ -174,7 +180,6 @@ def execute_ray(
                 # cleaner needs the State API, which has no dashboard here): the next trial never starts.
                 # Their function returns right after the final report anyway.
                 stop={FINAL_KEY: True} if int(getattr(ex, "workers_per_trial", 1) or 1) == 1 else None,
-                callbacks=[resources.pending_callback(resources.PendingWatch(echo, free=resources.ray_free))],
             ),
         )
         quiet = _DiskFullFilter()
