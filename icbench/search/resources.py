@@ -128,7 +128,9 @@ def check_capacity(loaded: LoadedStudy, have: Capacity) -> None:
     if workers > 1:
         fit = have.workers_that_fit(ex.cpus_per_trial, ex.gpus_per_trial)
         if workers > fit:
-            each = f"{ex.cpus_per_trial:g} CPU(s)" + (f" and {ex.gpus_per_trial:g} GPU(s)" if ex.gpus_per_trial else "")
+            each = f"{ex.cpus_per_trial:g} CPU(s)" + (
+                f" and {ex.gpus_per_trial:g} GPU(s)" if ex.gpus_per_trial else ""
+            )
             raise ConfigError(
                 f"{workers} workers per trial of {each} each are asked for, but {have.source}: at most "
                 f"{fit} such worker(s) fit at once, so no trial could ever start (Ray would keep it PENDING)",

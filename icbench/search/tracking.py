@@ -112,7 +112,9 @@ class _MLflow:
                                      tags={"icbench.trial_number": str(number)})  # fmt: skip
         self.runs[number] = run.info.run_id
         if params:
-            self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            self.client.log_batch(
+                run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+            )
 
     def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -176,7 +178,11 @@ class Tracking:
         """One phrase per backend in use, for the run's start-up line."""
         out = []
         for name, sink in self.sinks.items():
-            out.append(f"TensorBoard in {sink.folder}/" if name == "tensorboard" else f"MLflow at {sink.client.tracking_uri}")
+            out.append(
+                f"TensorBoard in {sink.folder}/"
+                if name == "tensorboard"
+                else f"MLflow at {sink.client.tracking_uri}"
+            )
         return out
 
     def _each(self, call: Callable[[Any], None]) -> None:

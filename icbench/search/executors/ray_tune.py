@@ -138,7 +138,9 @@ def execute_ray(
         study, target, echo, tracking=tracking, epochs=c.budget.epochs, concurrency=ex.max_concurrent
     )
     searcher = make_searcher(loaded, checked, study, target, progress, scheduler)
-    where = f"on the Ray cluster at {ex.address}" if ex.address else "on a local Ray (starting it takes seconds)"
+    where = (
+        f"on the Ray cluster at {ex.address}" if ex.address else "on a local Ray (starting it takes seconds)"
+    )
     echo(
         f"running up to {ex.max_concurrent} trial(s) at once {where}, {c.budget.epochs} epoch(s) each; a line "
         "per finished trial follows"
