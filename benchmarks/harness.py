@@ -18,13 +18,13 @@ each trial's worker writes a trace (entry, imports, dataset, MACs counts it made
 icbench were already imported).
 
 Variants, run alternately `--repeats` times each so machine noise hits both alike (see `LEVERS`):
-- `default`: the study runner as shipped (the sites hand-off); `before`: without it (each worker counts
-  MACs once to find the sites);
-- `preload`: the shipped runner with local workers preloading torch and icbench (off as shipped: measured
-  slower, see `icbench.search.executors.ray_tune.PRELOAD_MODULES`).
+- `default`: the study runner as shipped (the sites hand-off; Tune's trial actors in Ray's pre-started
+  workers, which preload torch, Ray Tune and icbench); `before`: without these levers (each worker counts
+  MACs once to find the sites; Tune's actors start new worker processes that import everything themselves);
+- `share`: the shipped runner without preloading.
 
 `--skip-components` skips the fresh-interpreter measurements: the cold costs a new worker process pays
-(imports, dataset load, build, MACs count, test pass) and Ray's start-up with and without preloading.
+(imports, dataset load, build, MACs count, test pass) and Ray's start-up with and without the levers.
 
 Targets (issue 31): overhead ≤ 1 s per trial; Ray start-up ≤ 5 s. The projection table gives the
 overhead's share of the slot time for 10, 30 and 120 s trials (what a GPU would leave visible).
@@ -100,40 +100,56 @@ print("COMPONENTS " + json.dumps(out))
 """
 
 
-# Run in a fresh interpreter: a local Ray started by the runner's own `init_ray` (with or without its
-# preloaded modules), then, after 1 s (the Tuner's set-up), one actor per CPU whose first call imports what
-# a trial imports: the time from the actor's request to that call's return is what a study's first trials
-# wait for their worker.
+# Run in a fresh interpreter: a local Ray started by the runner's own `init_ray` with the variant's levers
+# (see `levers`), then, after 1 s (the Tuner's set-up), one actor per CPU made as Ray Tune makes its trial
+# actors (its class cache, with the runtime_env Tune gives them), whose first call imports what a trial
+# imports: the time from the actors' request to that call's return is what a study's first trials wait for
+# their workers, and the pids say whether the actors took Ray's pre-started workers.
 RAY_START = r"""
 import json, os, sys, time
-mode, study = sys.argv[1], sys.argv[2]
+variant, study = sys.argv[1], sys.argv[2]
 s = time.perf_counter(); import ray; imp = time.perf_counter() - s
 from icbench.search.executors import ray_tune
 from icbench.search.schema import load_study
-ray_tune.PRELOAD_MODULES = ray_tune.PRELOAD_CANDIDATES if mode == "preload" else ()
+on = json.loads(sys.argv[3])
+ray_tune.SHARE_PRESTARTED, ray_tune.PRELOAD = "share" in on, "preload" in on
 s = time.perf_counter(); ray_tune.init_ray(load_study(study)); init = time.perf_counter() - s
 time.sleep(1.0)
+def workers():  # the pids of Ray's worker processes now (Linux)
+    out = set()
+    for d in os.listdir("/proc"):
+        try:
+            cmd = open(f"/proc/{d}/cmdline", "rb").read() if d.isdigit() else b""
+            if b"default_worker.py" in cmd or cmd.startswith(b"ray::"):
+                out.add(int(d))
+        except OSError:
+            pass
+    return out
+before = workers()
 
-@ray.remote(num_cpus=1)
 class Trial:
     def ready(self):
         s = time.perf_counter()
-        import torch, ray.tune, icbench.training.candidate, icbench.search.trainable
-        return time.perf_counter() - s
+        import torch, torch._dynamo, ray.tune, icbench.training.candidate, icbench.search.trainable
+        return time.perf_counter() - s, os.getpid()
 
+from ray.tune.execution.class_cache import _ActorClassCache
+remote = _ActorClassCache().get(Trial)
 s = time.perf_counter()
-actors = [Trial.remote() for _ in range(int(ray.available_resources().get("CPU", 1)))]
-imports = ray.get([a.ready.remote() for a in actors])
+actors = [remote.options(num_cpus=1).remote() for _ in range(int(ray.available_resources().get("CPU", 1)))]
+got = ray.get([a.ready.remote() for a in actors])
 ready = time.perf_counter() - s
+prestarted = sum(1 for _, pid in got if pid in before)  # started with Ray, not for the actor
 s = time.perf_counter(); ray.shutdown(); down = time.perf_counter() - s
-print("RAY " + json.dumps({"import": imp, "init": init, "ready": ready, "imports": imports, "shutdown": down}))
+print("RAY " + json.dumps({"import": imp, "init": init, "ready": ready, "imports": [g[0] for g in got],
+    "prestarted": prestarted, "shutdown": down}))
 """
 
 
 def ray_start(mode: str, study: Path) -> dict[str, Any]:
     """Ray's start-up and the first trial actors' readiness in a fresh interpreter (see RAY_START)."""
     proc = subprocess.run(
-        [sys.executable, "-c", RAY_START, mode, str(study)],
+        [sys.executable, "-c", RAY_START, mode, str(study), json.dumps(VARIANTS[mode])],
         capture_output=True,
         text=True,
         env={**__import__("os").environ, **ray_worker_env()},
@@ -159,14 +175,16 @@ def components(cfg: dict[str, Any]) -> dict[str, float]:
 #: Levers against the per-trial overhead, each switchable here to measure what it gives:
 #: - sites: the driver hands the basic network's sites to the trial (`Proposer.hand_off_sites`), so no
 #:   worker counts MACs (the cost was handed over already);
-#: - preload: local Ray workers import torch and icbench as Ray starts them
-#:   (`icbench.search.executors.ray_tune.PRELOAD_MODULES`).
-LEVERS = ("sites", "preload")
+#: - share: Ray Tune's trial actors take a local Ray's pre-started workers
+#:   (`icbench.search.executors.ray_tune.share_prestarted_workers`);
+#: - preload: those workers import torch, Ray Tune and icbench as Ray starts them
+#:   (`icbench.search.executors.ray_tune.preload_modules`; only with `share`).
+LEVERS = ("sites", "share", "preload")
 #: Variants measured side by side: name -> the levers on. `before` is the runner without them.
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "default": ("sites",),  # as shipped: preloading was measured slower and is off
+    "default": LEVERS,  # as shipped
     "before": (),
-    "preload": LEVERS,
+    "share": ("sites", "share"),  # pre-started workers shared, nothing preloaded
 }
 
 
@@ -176,13 +194,13 @@ def levers(on: tuple[str, ...]) -> Iterator[None]:
     from icbench.search.executors import ray_tune
     from icbench.search.propose import Proposer
 
-    saved = (Proposer.hand_off_sites, ray_tune.PRELOAD_MODULES)
+    saved = (Proposer.hand_off_sites, ray_tune.SHARE_PRESTARTED, ray_tune.PRELOAD)
     Proposer.hand_off_sites = "sites" in on
-    ray_tune.PRELOAD_MODULES = ray_tune.PRELOAD_CANDIDATES if "preload" in on else ()
+    ray_tune.SHARE_PRESTARTED, ray_tune.PRELOAD = "share" in on, "preload" in on
     try:
         yield
     finally:
-        Proposer.hand_off_sites, ray_tune.PRELOAD_MODULES = saved
+        Proposer.hand_off_sites, ray_tune.SHARE_PRESTARTED, ray_tune.PRELOAD = saved
 
 
 def traced_trainable(trace_dir: str) -> Any:
@@ -684,9 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     probe = write_study(folder, "probe", study_yaml(args, 0), SPACE)
 
     comp: dict[str, float] = {}
-    ray_modes: dict[str, list[dict[str, Any]]] = {"preload": [], "no_preload": []}
-    if args.smoke:  # one fresh Ray start (as shipped: no preloading) is enough to run the code path
-        del ray_modes["preload"]
+    ray_modes: dict[str, list[dict[str, Any]]] = {"default": [], "before": []}
+    if args.smoke:  # one fresh Ray start (as shipped) is enough to run the code path
+        del ray_modes["before"]
     if not args.skip_components:
         comp = components(cfg)
         for rep in range(ray_repeats):
@@ -726,17 +744,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     if ray_modes:
         print(
-            "\nFresh interpreters, alternating: init_ray with and without its preloaded worker modules; then "
-            "(after 1 s) one actor per CPU whose first call imports torch, ray.tune and icbench's trial modules"
+            "\nFresh interpreters, alternating: init_ray as shipped (default) and without the levers (before); "
+            "then (after 1 s) one actor per CPU made as Ray Tune makes its trial actors, whose first call "
+            "imports torch, torch._dynamo, ray.tune and icbench's trial modules"
         )
         rows = []
         for mode, runs in ray_modes.items():
             imports = [a for r in runs for a in r["imports"]]
             rows.append([mode, f"{statistics.median(r['import'] + r['init'] for r in runs):.2f}",
                          f"{statistics.median(r['ready'] for r in runs):.2f}", f"{statistics.median(imports):.2f}",
-                         f"{statistics.median(r['shutdown'] for r in runs):.2f}", len(runs)])  # fmt: skip
+                         f"{statistics.median(r['shutdown'] for r in runs):.2f}",
+                         f"{sum(r['prestarted'] for r in runs)}/{sum(len(r['imports']) for r in runs)}",
+                         len(runs)])  # fmt: skip
         print(table(rows, ["init_ray", "import+init s", "actors ready s", "their imports s",
-                           "shutdown s", "runs"]))  # fmt: skip
+                           "shutdown s", "actors in pre-started workers", "runs"]))  # fmt: skip
 
     if comp:
         print("\n## Cold costs in a fresh interpreter (a trial's new Ray worker pays these; 1 CPU thread)")

@@ -201,13 +201,64 @@ def execute_ray(
     return searcher.stop_reason
 
 
-#: What a trial imports, which local Ray workers could import as Ray starts them (Ray's
-#: `preload_python_modules`; locally only: a cluster's nodes were started by `ray start` with their settings).
-PRELOAD_CANDIDATES = ("torch", "ray.tune", "icbench.training.candidate", "icbench.search.trainable")
-#: Modules local workers preload: none. Measured (benchmarks/results/harness.txt, 2 cores, load 2-3):
-#: preloading takes the trial's 0.4 s of imports off its clock but the trial then waits ~1 s longer for
-#: its worker, 0.6 s per trial lost; set it to `PRELOAD_CANDIDATES` to measure again (harness `preload`).
-PRELOAD_MODULES: tuple[str, ...] = ()
+#: What a trial's first use of its worker imports (torch; `torch._dynamo`, which torch imports at the
+#: first optimizer's construction, 1.1 s; Ray Tune; icbench's trial modules): local Ray workers import them
+#: as Ray starts them (Ray's `preload_python_modules`), while the driver sets the study up
+#: (`preload_modules`). Locally only: a cluster's nodes were started by `ray start` with their settings.
+PRELOAD_CANDIDATES = (
+    "torch",
+    "torch._dynamo",
+    "ray.tune",
+    "icbench.training.candidate",
+    "icbench.search.trainable",
+)
+#: Whether a local Ray's workers preload `PRELOAD_CANDIDATES` (when `preload_modules` finds it worth it).
+PRELOAD = True
+#: Whether Ray Tune's trial actors may take a local Ray's pre-started workers (`share_prestarted_workers`).
+SHARE_PRESTARTED = True
+_TUNE_ENV_DEFAULTS: dict[str, str] = {}
+
+
+def preload_modules(loaded: LoadedStudy, num_cpus: int) -> tuple[str, ...]:
+    """The modules a local Ray's workers import as Ray starts them: `PRELOAD_CANDIDATES`, or none.
+
+    Ray pre-starts one worker per CPU (`num_cpus`) and each preloading worker costs ~2.5 s of CPU and
+    ~0.3 GB: preloading pays only when most of them will serve trials, so only when the CPUs are at most
+    twice the trials that run at once (on a 64-CPU machine running 4 trials at once, 60 workers would
+    import torch for nothing). Measured on 2 cores: benchmarks/results/harness.txt.
+    """
+    if not PRELOAD or not SHARE_PRESTARTED:  # without sharing, Tune's actors start in other workers
+        return ()
+    return PRELOAD_CANDIDATES if num_cpus <= 2 * max(1, loaded.config.execution.max_concurrent) else ()
+
+
+def share_prestarted_workers(share: bool = True) -> bool:
+    """Let Ray Tune's trial actors start in the workers a local Ray pre-starts (`share=False` undoes it).
+
+    Ray Tune gives every trainable actor a `runtime_env` of environment variables
+    (`ray.tune.execution.class_cache.DEFAULT_ENV_VARS`: `PL_DISABLE_FORK=1`, for PyTorch Lightning), and
+    Ray starts an actor with a runtime_env of its own in a new worker process, never in a pre-started one:
+    each trial slot's first trial waited for a new process (Python, Ray, imports) while Ray's pre-started
+    workers idled. Locally the workers inherit the driver's environment, so the variables are set there
+    instead and Tune's table emptied: its actors then ask for no environment of their own. (Tune still adds
+    variables the driver has from its own list, such as AWS credentials; such a study gets new processes,
+    as before.) Returns whether Tune's table was found (False: a Ray without it; nothing changed).
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:
+        return False
+    table = getattr(class_cache, "DEFAULT_ENV_VARS", None)
+    if not isinstance(table, dict):
+        return False
+    if share:
+        _TUNE_ENV_DEFAULTS.update(table)
+        for k, v in table.items():
+            os.environ.setdefault(k, v)
+        table.clear()
+    else:
+        table.update(_TUNE_ENV_DEFAULTS)
+    return True
 
 
 def trial_resources(loaded: LoadedStudy) -> dict[str, float]:
@@ -238,9 +289,12 @@ def init_ray(loaded: LoadedStudy) -> bool:
         # Locally the workers inherit the driver's environment; a runtime_env would stop Ray from using
         # its pre-started workers (0.94 s against 0.32 s per actor, benchmarks/harness.py).
         os.environ["PYTHONPATH"] = pythonpath
-        if PRELOAD_MODULES:
-            kwargs["_system_config"] = {"preload_python_modules": list(PRELOAD_MODULES)}
-        ray.init(num_cpus=ex.num_cpus or os.cpu_count(), num_gpus=ex.num_gpus, **kwargs)
+        num_cpus = int(ex.num_cpus or os.cpu_count() or 1)
+        share_prestarted_workers(SHARE_PRESTARTED)
+        preload = preload_modules(loaded, num_cpus)
+        if preload:
+            kwargs["_system_config"] = {"preload_python_modules": list(preload)}
+        ray.init(num_cpus=num_cpus, num_gpus=ex.num_gpus, **kwargs)
     return True
 
 
