@@ -19,9 +19,10 @@ icbench were already imported).
 
 Variants, run alternately `--repeats` times each so machine noise hits both alike (see `LEVERS`):
 - `default`: the study runner as shipped (the sites hand-off; Tune's trial actors in Ray's pre-started
-  workers, which preload torch, Ray Tune and icbench); `before`: without these levers (each worker counts
-  MACs once to find the sites; Tune's actors start new worker processes that import everything themselves);
-- `share`: the shipped runner without preloading.
+  workers); `before`: without these levers (each worker counts MACs once to find the sites; Tune's actors
+  start new worker processes);
+- `preload`: the shipped runner with the pre-started workers importing torch, Ray Tune and icbench as Ray
+  starts them (off as shipped: measured no faster, see `icbench.search.executors.ray_tune.PRELOAD`).
 
 `--skip-components` skips the fresh-interpreter measurements: the cold costs a new worker process pays
 (imports, dataset load, build, MACs count, test pass) and Ray's start-up with and without the levers.
@@ -182,9 +183,9 @@ def components(cfg: dict[str, Any]) -> dict[str, float]:
 LEVERS = ("sites", "share", "preload")
 #: Variants measured side by side: name -> the levers on. `before` is the runner without them.
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "default": LEVERS,  # as shipped
+    "default": ("sites", "share"),  # as shipped: preloading was measured no faster and is off
     "before": (),
-    "share": ("sites", "share"),  # pre-started workers shared, nothing preloaded
+    "preload": LEVERS,
 }
 
 
@@ -702,9 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     probe = write_study(folder, "probe", study_yaml(args, 0), SPACE)
 
     comp: dict[str, float] = {}
-    ray_modes: dict[str, list[dict[str, Any]]] = {"default": [], "before": []}
+    ray_modes: dict[str, list[dict[str, Any]]] = {"default": [], "before": [], "preload": []}
     if args.smoke:  # one fresh Ray start (as shipped) is enough to run the code path
-        del ray_modes["before"]
+        ray_modes = {"default": []}
     if not args.skip_components:
         comp = components(cfg)
         for rep in range(ray_repeats):
@@ -744,7 +745,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if ray_modes:
         print(
-            "\nFresh interpreters, alternating: init_ray as shipped (default) and without the levers (before); "
+            "\nFresh interpreters, alternating: init_ray as shipped (default), without the levers (before) and "
+            "with preloading (preload); "
             "then (after 1 s) one actor per CPU made as Ray Tune makes its trial actors, whose first call "
             "imports torch, torch._dynamo, ray.tune and icbench's trial modules"
         )

@@ -1,6 +1,6 @@
 """A local Ray's workers serve Ray Tune's trial actors warm: Tune's actors take Ray's pre-started workers
-(`share_prestarted_workers`), which import what a trial imports as Ray starts them (`preload_modules`);
-a cluster is left as `ray start` set it up."""
+(`share_prestarted_workers`), which can import what a trial imports as Ray starts them (`preload_modules`,
+off as shipped); a cluster is left as `ray start` set it up."""
 
 from __future__ import annotations
 
@@ -46,10 +46,13 @@ def test_local_ray_shares_and_preloads_its_workers_and_a_cluster_is_left_as_star
     preloads: bool,
 ) -> None:
     """Locally Tune's actors get no environment of their own (its variables go to the driver's, which
-    the workers inherit) and the workers preload when at most half of them would idle; a cluster: neither."""
+    the workers inherit) and, with preloading on, the workers preload when at most half of them would
+    idle; a cluster: neither."""
     import ray
     from ray.tune.execution import class_cache
 
+    assert ray_tune.PRELOAD is False  # measured no faster: off as shipped
+    monkeypatch.setattr(ray_tune, "PRELOAD", True)
     tune_defaults = dict(class_cache.DEFAULT_ENV_VARS)
     assert tune_defaults, "Ray Tune gives its actors no variables any more: share_prestarted_workers is moot"
     for k, v in tune_defaults.items():
@@ -71,7 +74,7 @@ def test_local_ray_shares_and_preloads_its_workers_and_a_cluster_is_left_as_star
         if address is None:
             assert class_cache.DEFAULT_ENV_VARS == {}  # Tune's actors ask for no runtime_env
         else:
-            assert class_cache.DEFAULT_ENV_VARS == tune_defaults and kwargs["address"] == "auto"
+            assert tune_defaults == class_cache.DEFAULT_ENV_VARS and kwargs["address"] == "auto"
     finally:
         ray_tune.share_prestarted_workers(False)
-    assert class_cache.DEFAULT_ENV_VARS == tune_defaults
+    assert tune_defaults == class_cache.DEFAULT_ENV_VARS

@@ -212,8 +212,12 @@ PRELOAD_CANDIDATES = (
     "icbench.training.candidate",
     "icbench.search.trainable",
 )
-#: Whether a local Ray's workers preload `PRELOAD_CANDIDATES` (when `preload_modules` finds it worth it).
-PRELOAD = True
+#: Whether a local Ray's workers preload `PRELOAD_CANDIDATES` (when `preload_modules` finds it worth it):
+#: off. Measured (benchmarks/results/harness.txt, 2 cores): with Tune's actors in the pre-started workers,
+#: a study's first trials then wait for the preloading instead of importing themselves, 1.49 s of
+#: overhead per trial either way, while `ray.init` in a fresh process takes ~0.6 s longer (the preloading
+#: workers share its two cores). The harness's `preload` variant switches it on to measure again.
+PRELOAD = False
 #: Whether Ray Tune's trial actors may take a local Ray's pre-started workers (`share_prestarted_workers`).
 SHARE_PRESTARTED = True
 _TUNE_ENV_DEFAULTS: dict[str, str] = {}
