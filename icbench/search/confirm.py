@@ -189,7 +189,6 @@ def confirm_study(
             f"--seeds {k}: a confirmation needs at least 2 seeds for an interval", source=str(path)
         )
     src_url = storage_url(loaded)
-    echo(f"confirm: reading study {c.name!r} ({mask_url(src_url)}) to choose its front and basic networks")
     try:
         source = read_stored_study(src_url, c.name)
     except (StorageError, StudyNotFoundError) as e:
@@ -198,6 +197,7 @@ def confirm_study(
             f"`run_study.py run {path}`",
             source=str(path),
         ) from None
+    echo(f"confirm: read study {c.name!r} ({mask_url(src_url)}) to choose its front and basic networks")
     stored = source.user_attrs.get(fpr.FINGERPRINT_ATTR)
     if stored is not None:  # the file must still describe the stored experiment, or we would retrain another
         fpr.check_unchanged(
