@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from icbench.checkpoints import check_state_dict, read_state_dict
+from icbench.checkpoints import check_state_dict
 from icbench.cost import Cost, measure_cost, measure_latency
 from icbench.data import DatasetInfo, Splits, TensorSplit, dataset_info, load_dataset
-from icbench.errors import CheckpointError, ConfigError
+from icbench.errors import ConfigError
 from icbench.families import build_model
 from icbench.files import publish
 from icbench.machine import describe_machine
-from icbench.objectstore import is_uri, local_copy, shown, write_file
+from icbench.objectstore import is_uri, write_file
 from icbench.placement import Placement, Site, apply, load_basic_weights, make_placement, sites
 from icbench.training.config import CandidateConfig
 from icbench.training.init import initialise
@@ -45,7 +45,7 @@ from icbench.training.loop import (
     seed_everything,
 )
 from icbench.training.resume import UNTRAINED_FIELDS, CheckpointFolder, fingerprint
-from icbench.training.teacher import Teacher, cached_teacher, checkpoint_teacher, teacher_spec
+from icbench.training.teacher import Teacher, cached_teacher, checkpoint_teacher, read_weights, teacher_spec
 from icbench.training.wld import WLDObjective
 from icbench.units import LIVENESS_BATCH, calibrate_units, median_delta, unit_deltas
 
@@ -462,13 +462,7 @@ def evaluate_saved(
     """
     config = CandidateConfig.from_dict(config)
     dev = resolve_device(config.device if device is None else device)
-    with local_copy(str(weights_path)) as local:  # downloaded first when in object storage
-        if local is None:
-            raise CheckpointError(f"trial weights {shown(str(weights_path))} does not exist")
-        try:
-            state = read_state_dict(local, what="trial weights")
-        except CheckpointError as e:  # name the file or object, not a temporary copy
-            raise CheckpointError(str(e).replace(str(local), shown(str(weights_path)))) from None
+    state = read_weights(str(weights_path), what="trial weights")  # downloaded first when in object storage
     splits = load_dataset(config.dataset, config.dataset_root, device=dev, **config.dataset_kwargs)
     seed_everything(config.seed)
     model, _, _ = _build(config, splits.info)

@@ -204,7 +204,9 @@ def cached_teacher(
     from filelock import FileLock
 
     if is_uri(str(cache_dir)):
-        return _cached_teacher_in_store(spec, str(cache_dir), build_basic=build_basic, splits=splits, recipe=recipe)
+        return _cached_teacher_in_store(
+            spec, str(cache_dir), build_basic=build_basic, splits=splits, recipe=recipe
+        )
     key = teacher_key(spec)
     cache = Path(cache_dir)
     weights, meta = cache / f"{key}.pt", cache / f"{key}.json"
@@ -294,14 +296,12 @@ def _cached_teacher_in_store(
     try:
         record = json.loads((store.read(meta_name) or b"").decode())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"cached teacher metadata {where} is unreadable ({e}); delete it to retrain") from None
-    with local_copy(join(cache_uri, weights_name)) as local:
-        if local is None:
-            raise CheckpointError(f"cached teacher {shown(join(cache_uri, weights_name))} disappeared while reading")
-        try:
-            state = read_state_dict(local, what="cached teacher")
-        except CheckpointError as e:  # name the object, not the temporary copy
-            raise CheckpointError(str(e).replace(str(local), shown(join(cache_uri, weights_name)))) from None
+        raise CheckpointError(
+            f"cached teacher metadata {where} is unreadable ({e}); delete it to retrain"
+        ) from None
+    state = read_weights(
+        join(cache_uri, weights_name), what="cached teacher", missing="disappeared while reading"
+    )
     model = build_basic()
     check_state_dict(model, state, source=shown(join(cache_uri, weights_name)))
     model.load_state_dict(state)
@@ -309,12 +309,33 @@ def _cached_teacher_in_store(
     return Teacher(model.eval(), state, key, record.get("val_acc"), "cache", record)
 
 
+def read_weights(location: str, *, what: str, missing: str = "does not exist") -> dict[str, torch.Tensor]:
+    """The state dict at `location`, a local path or an object-storage URI (downloaded to a temporary copy
+    first), read by `read_state_dict`. Errors name `location` as given, never the temporary copy.
+
+    Raises:
+        CheckpointError: "<what> <location> <missing>" when there is no file; unreadable or not a state dict.
+    """
+    with local_copy(location) as local:
+        if local is None:
+            raise CheckpointError(f"{what} {shown(location)} {missing}")
+        try:
+            return read_state_dict(local, what=what)
+        except CheckpointError as e:
+            raise CheckpointError(str(e).replace(str(local), shown(location))) from None
+
+
 def _log_use_in_store(store: Folder, key: str, event: str) -> None:
     """`_log_use` for a cache in object storage: one small object per use under `<key>.uses/`."""
     import socket
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    line = {"event": event, "time": now.isoformat(timespec="seconds"), "host": socket.gethostname(), "pid": os.getpid()}
+    line = {
+        "event": event,
+        "time": now.isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     name = f"{key}.uses/{now.strftime('%Y%m%dT%H%M%S%f')}-{socket.gethostname()}-{os.getpid()}.json"
     try:
         store.write(name, json.dumps(line).encode())
