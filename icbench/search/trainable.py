@@ -146,6 +146,8 @@ def ray_node() -> dict[str, str]:
     try:
         import ray
 
+        if not ray.is_initialized():  # not in a Ray worker: asking would start a local Ray (seconds)
+            return {}
         node_id = ray.get_runtime_context().get_node_id()
         names = {n["NodeID"]: n.get("NodeName") for n in ray.nodes()}
     except Exception:  # not in a Ray worker, or the GCS is unreachable: the trial goes on without it
