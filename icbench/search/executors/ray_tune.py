@@ -213,10 +213,11 @@ PRELOAD_CANDIDATES = (
     "icbench.search.trainable",
 )
 #: Whether a local Ray's workers preload `PRELOAD_CANDIDATES` (when `preload_modules` finds it worth it):
-#: off. Measured (benchmarks/results/harness.txt, 2 cores): with Tune's actors in the pre-started workers,
-#: a study's first trials then wait for the preloading instead of importing themselves, 1.49 s of
-#: overhead per trial either way, while `ray.init` in a fresh process takes ~0.6 s longer (the preloading
-#: workers share its two cores). The harness's `preload` variant switches it on to measure again.
+#: off. Measured on 2 cores with Tune's actors in the pre-started workers: a study's first trials then wait
+#: for the preloading instead of importing themselves, 1.53 against 1.66 s of overhead per trial in
+#: benchmarks/results/harness.txt and 1.49 s either way in harness_run4.txt, while `ray.init` in a fresh
+#: process takes ~0.55 s longer (the preloading workers share its two cores). The harness's `preload`
+#: variant switches it on to measure again.
 PRELOAD = False
 #: Whether Ray Tune's trial actors may take a local Ray's pre-started workers (`share_prestarted_workers`).
 SHARE_PRESTARTED = True
