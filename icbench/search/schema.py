@@ -484,7 +484,9 @@ class ExecutionSection(_Strict):
     checkpoint_every: int = Field(default=1, ge=0)
     #: Times one trial is restarted from its latest checkpoint after its worker, node or driver died (Ray
     #: Tune's `FailureConfig(max_failures)`); not `max_failures`, which counts FAIL trials of the study.
-    trial_restarts: int = Field(default=1, ge=0)
+    #: Default 3: one lost node can count as more than one failure (each call Tune had pending on the
+    #: trial's dead actor fails), which crashed a trial on the two-node cluster test with 1.
+    trial_restarts: int = Field(default=3, ge=0)
     #: Where each trial's per-epoch metrics go as they arrive, written by the driver: `tensorboard` (event
     #: files under runs/<name>/tensorboard/trial_<n>/: `tensorboard --logdir runs/<name>`) and `mlflow`
     #: (one MLflow run per trial in `mlflow_uri`; `pip install 'icbench[mlflow]'`); [] writes neither.
