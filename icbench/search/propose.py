@@ -70,6 +70,11 @@ class Proposer:
         self.base = sp.base_candidate(loaded)
         self.base["cache_dir"] = str(teacher_cache_dir(loaded))
         self.base["num_threads"] = max(1, int(c.execution.cpus_per_trial))
+        if c.wld.enabled and not c.wld.teacher_checkpoint:
+            # The first trial trains the teacher while the study's other trials wait on it: it may use
+            # their CPUs too (capped at its machine's in the trial).
+            workers = max(1, int(getattr(c.execution, "workers_per_trial", 1) or 1))
+            self.base["teacher_threads"] = self.base["num_threads"] * workers * max(1, c.execution.max_concurrent)
         self.max_macs = c.constraints.max_macs
         self._cost_cache = _COSTS
         self._request_cache = _REQUESTS

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icbench.errors import ConfigError
+from icbench.machine import usable_cores
 from icbench.recipe import INITS, RECIPE_KEYS, SCHEDULES, UNIT_RECIPE_KEYS, Recipe
 
 __all__ = [
@@ -143,6 +144,9 @@ class CandidateConfig(Recipe):
         seed: training seed (initialisation, data order, augmentation); the split is fixed.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
         num_threads: CPU threads for this run (`torch.set_num_threads`); None leaves torch's default.
+        teacher_threads: CPU threads while this run trains a WLD teacher it did not find cached (None:
+            `num_threads`). A search gives the CPUs of all its concurrent trials, which wait for that
+            teacher meanwhile; the run uses at most its machine's CPUs. The teacher's key ignores it.
         time_budget_s: stop training after this many seconds (stop_reason "time_budget").
         latency: measure inference latency as part of the cost.
         cache_dir: where trained teachers are cached.
@@ -166,6 +170,7 @@ class CandidateConfig(Recipe):
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
+    teacher_threads: int | None = None
     time_budget_s: float | None = None
 
     latency: bool = True
@@ -181,6 +186,7 @@ class CandidateConfig(Recipe):
         checks = {
             "width": float(self.width) > 0,
             "num_threads": self.num_threads is None or int(self.num_threads) >= 1,
+            "teacher_threads": self.teacher_threads is None or int(self.teacher_threads) >= 1,
             "time_budget_s": self.time_budget_s is None or float(self.time_budget_s) > 0,
         }
         for name, ok in checks.items():
@@ -224,7 +230,8 @@ class CandidateConfig(Recipe):
 
     def teacher_train_config(self, augment_default: bool) -> TrainConfig:
         """The recipe of a cached teacher: the candidate's, with `wld.teacher_epochs`,
-        `wld.teacher_seed` and `wld.teacher_recipe` applied, and no time budget."""
+        `wld.teacher_seed` and `wld.teacher_recipe` applied, no time budget, and `teacher_threads`
+        threads (capped at the machine's CPUs)."""
         student = self.train_config(augment_default)
         overrides = dict(self.wld.teacher_recipe)
         augment = overrides.pop("augment", None)
@@ -234,12 +241,22 @@ class CandidateConfig(Recipe):
             overrides["epochs"] = int(self.wld.teacher_epochs)
         teacher = TrainConfig.checked(
             dataclasses.replace(
-                student, seed=int(self.wld.teacher_seed), time_budget_s=None, sync_bn=False, **overrides
+                student,
+                seed=int(self.wld.teacher_seed),
+                time_budget_s=None,
+                sync_bn=False,
+                num_threads=self._teacher_threads(),
+                **overrides,
             ),
             prefix="wld.teacher_recipe.",
         )
         teacher.augment = teacher.resolve_augment(augment, augment_default)
         return teacher
+
+    def _teacher_threads(self) -> int | None:
+        if self.teacher_threads is None:
+            return self.num_threads
+        return max(1, min(int(self.teacher_threads), usable_cores()))
 
 
 @dataclass

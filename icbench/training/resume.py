@@ -60,7 +60,7 @@ PROGRESS_NAME = "progress.json"
 
 #: Candidate fields that do not change what is trained (where, how fast, what else is measured),
 #: left out of the fingerprint so a trial restarted on another node or device count resumes.
-UNTRAINED_FIELDS = ("device", "num_threads", "cache_dir", "latency", "time_budget_s")
+UNTRAINED_FIELDS = ("device", "num_threads", "teacher_threads", "cache_dir", "latency", "time_budget_s")
 
 
 @runtime_checkable

@@ -59,3 +59,11 @@ def test_ic_placement_is_recorded_with_its_sites(tmp_path: Path) -> None:
     assert attrs["placement"] == "ic:0000011" and attrs["unit"] == "ic" and attrs["rejected"] is False
     assert attrs["seed"] == 0 and attrs["candidate"]["lr"] == 0.1
     assert {"torch", "optuna", "ray", "icbench"} <= set(attrs["versions"])
+
+
+def test_the_trial_that_trains_a_teacher_may_use_the_waiting_trials_cpus(tmp_path: Path) -> None:
+    wld = STUDY + "wld: {enabled: true}\nexecution: {cpus_per_trial: 2, max_concurrent: 3}\n"
+    loaded = load_study(write_study(tmp_path / "wld", wld, SPACE))
+    base = Proposer(loaded, check_study(loaded, n_probe=1)).base
+    assert base["num_threads"] == 2 and base["teacher_threads"] == 6
+    assert "teacher_threads" not in proposer(tmp_path / "plain").base  # no teacher, nothing to share

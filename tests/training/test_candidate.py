@@ -181,6 +181,33 @@ def test_wld_trains_the_teacher_once_and_reuses_it(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+def test_teacher_trains_with_teacher_threads_and_the_student_with_num_threads(tmp_path, monkeypatch):
+    """A search gives the trial that trains the teacher the CPUs of the trials waiting on it
+    (`fit` sets torch's threads from its recipe's `num_threads`)."""
+    threads: dict[str, list[int | None]] = {"teacher": [], "student": []}
+    real_teacher_fit, real_fit = teacher_mod.fit, candidate_mod.fit
+
+    def teacher_fit(model, splits, recipe, **kwargs):
+        threads["teacher"].append(recipe.num_threads)
+        return real_teacher_fit(model, splits, recipe, **kwargs)
+
+    def student_fit(model, splits, recipe, **kwargs):
+        threads["student"].append(recipe.num_threads)
+        return real_fit(model, splits, recipe, **kwargs)
+
+    monkeypatch.setattr(teacher_mod, "fit", teacher_fit)
+    monkeypatch.setattr(candidate_mod, "fit", student_fit)
+    monkeypatch.setattr("icbench.training.config.usable_cores", lambda: 3)
+    cfg = {**FAST, "epochs": 1, "cache_dir": str(tmp_path), "wld": {"enabled": True, "teacher_epochs": 1}}
+    train_candidate({**cfg, "num_threads": 1, "teacher_threads": 2})
+    assert threads == {"teacher": [2], "student": [1]}
+    # capped at the machine's CPUs; without teacher_threads the teacher uses num_threads
+    assert CandidateConfig.from_dict({**cfg, "teacher_threads": 8}).teacher_train_config(False).num_threads == 3
+    assert CandidateConfig.from_dict({**cfg, "num_threads": 1}).teacher_train_config(False).num_threads == 1
+    with pytest.raises(ConfigError, match="teacher_threads"):
+        CandidateConfig.from_dict({**cfg, "teacher_threads": 0})
+
+
 def test_pinned_teacher_recipe_serves_candidates_with_other_learning_rates(tmp_path):
     wld = {"enabled": True, "teacher_recipe": {"epochs": 1, "lr": 0.05}}
     cfg = {**FAST, "epochs": 1, "cache_dir": str(tmp_path), "wld": wld}
