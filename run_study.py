@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-import sys
-
+from icbench.cli import exit_now
 from icbench.cli import main as _main
 
 
@@ -14,4 +13,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

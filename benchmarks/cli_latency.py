@@ -8,6 +8,10 @@ torch and Ray imported first, then the file read and its names checked (`import 
 `icbench.search.load_study` and `checks.check_study`, which stops at the first unknown name).
 The ratio is that over the light path. Target (issue 29): every typo case answers in < 1 s.
 
+Then the end of a command that loaded torch (`icbench sites resnet_cifar`, which builds the network and
+counts its MACs): as shipped (`icbench.cli.exit_now`: the exit handlers run, then `os._exit`) beside the
+same command ending in `sys.exit`, which runs Python's teardown of every loaded module; run alternately.
+
 Usage:
     .venv/bin/python benchmarks/cli_latency.py [--runs 10] [--no-baseline] [--out benchmarks/results/cli_latency.txt]
     .venv/bin/python benchmarks/cli_latency.py --smoke   (2 runs each, no baseline, nothing written)
@@ -36,6 +40,9 @@ TYPOS = {
     "unknown family (resnt_cifar)": ("name: resnet_cifar", "name: resnt_cifar"),
     "unknown size (resnet21)": ("size: resnet8", "size: resnet21"),
 }
+#: A command that loads torch, ending with Python's teardown (`sys.exit`) instead of `exit_now`.
+TEARDOWN = "import sys\nfrom icbench.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+HEAVY_ARGS = ["sites", "resnet_cifar", "--size", "resnet8"]
 #: The old path: torch and Ray first, then the file.
 BASELINE = (
     "import sys, torch, ray\nfrom icbench.search import load_study\nfrom icbench.search.checks import check_study\n"
@@ -44,12 +51,13 @@ BASELINE = (
 )
 
 
-def wall_times(cmd: list[str], runs: int, expect: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU (user + system) seconds of `runs` fresh runs of `cmd` (after one warm-up), each checked
-    for exit status `expect`. On a loaded machine the wall time is mostly waiting; the CPU time is not."""
+def wall_times(cmd: list[str], runs: int, expect: int, warm_up: bool = True) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + system) seconds of `runs` fresh runs of `cmd` (after one warm-up unless
+    `warm_up` is False), each checked for exit status `expect`. On a loaded machine the wall time is mostly
+    waiting; the CPU time is not."""
     wall: list[float] = []
     cpu: list[float] = []
-    for i in range(runs + 1):
+    for i in range(0 if warm_up else 1, runs + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -103,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 row += ["-", "-", "-"]
             rows.append(row)
+    endings = {"exit_now (as shipped)": [*icbench, *HEAVY_ARGS],
+               "sys.exit": [sys.executable, "-c", TEARDOWN, *HEAVY_ARGS]}  # fmt: skip
+    heavy: dict[str, tuple[list[float], list[float]]] = {case: ([], []) for case in endings}
+    for cmd in endings.values():
+        wall_times(cmd, 0, 0)  # the warm-up
+    for _ in range(runs):  # alternating, one run at a time, so both see the same load
+        for case, cmd in endings.items():
+            w, c = wall_times(cmd, 1, 0, warm_up=False)
+            heavy[case][0].extend(w)
+            heavy[case][1].extend(c)
+    heavy_rows = [[case, *summary(w), f"{statistics.median(c):.3f}"] for case, (w, c) in heavy.items()]
+    saved = statistics.median(heavy["sys.exit"][0]) - statistics.median(heavy["exit_now (as shipped)"][0])
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     lines += [
         "",
@@ -110,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         "and the median CPU time (user + system) of the process",
         table(rows, ["command", "median", "min", "max", "IQR", "CPU", "torch+Ray first: median", "its CPU",
                      "speed-up"]),  # fmt: skip
+        "",
+        f"A command that loads torch (icbench {' '.join(HEAVY_ARGS)}), {runs} runs of each ending, alternating, "
+        "after one warm-up run of each",
+        table(heavy_rows, ["ending", "median", "min", "max", "IQR", "CPU"]),
+        f"skipping Python's teardown saves {saved:.3f} s of wall time per command here (median against median)",
         "",
         f"load average (1, 5, 15 min) at the end: {load}",
         f"slowest typo case: median wall {worst:.3f} s, median CPU {worst_cpu:.3f} s; target < {TARGET_S:.1f} s "

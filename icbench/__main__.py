@@ -1,7 +1,5 @@
 """`python -m icbench ...`: the `icbench` command."""
 
-import sys
+from icbench.cli import entry
 
-from icbench.cli import main
-
-sys.exit(main(prog="python -m icbench"))
+entry(prog="python -m icbench")

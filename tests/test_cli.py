@@ -280,3 +280,39 @@ def test_verbose_validate_never_prints_a_storage_password(tmp_path: Path, capsys
         pass
     out = capsys.readouterr()
     assert "postgresql://icb:***@127.0.0.1:9/icb" in out.out and "s3cret-pw" not in out.out + out.err
+
+
+# ------------------------------------------------------------------------------------- exit without teardown
+
+#: Ends like the command: writes unflushed output, registers an exit handler, then `exit_now(CODE)`.
+EXIT_PROBE = """
+import atexit, sys
+from pathlib import Path
+from icbench.cli import exit_now
+if sys.argv[1] == "torch":
+    import torch
+atexit.register(lambda: Path(sys.argv[2]).write_text("ran"))
+print("last line, still in the buffer", end="")
+print("to stderr", end="", file=sys.stderr)
+exit_now(7)
+"""
+
+
+@pytest.mark.parametrize("heavy", ["torch", "light"])
+def test_exit_now_keeps_the_exit_status_the_output_and_the_exit_handlers(tmp_path: Path, heavy: str) -> None:
+    """With torch loaded the command skips Python's teardown (os._exit): nothing it printed or registered
+    to run at exit may be lost, and the exit status stays the command's."""
+    marker = tmp_path / "atexit.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, heavy, str(marker)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 7, done.stderr
+    assert done.stdout == "last line, still in the buffer" and done.stderr == "to stderr"
+    assert marker.read_text() == "ran"
+
+
+def test_the_command_entries_exit_through_exit_now() -> None:
+    """`icbench`, `python -m icbench` and `run_study.py` all end in `exit_now`."""
+    assert 'icbench = "icbench.cli:entry"' in (REPO / "pyproject.toml").read_text()
+    assert "entry(" in (REPO / "icbench" / "__main__.py").read_text()
+    assert "exit_now(main())" in (REPO / "run_study.py").read_text()
