@@ -30,17 +30,14 @@ params:
   lr: {type: float, low: 0.03, high: 0.3, log: true}
 """
 
-#: Runs the CLI in this interpreter, then prints its exit code and every `ray` module imported.
+#: Runs the CLI in this interpreter; an exit handler prints every `ray` module imported (the command
+#: may end with `os._exit` once torch is loaded, which runs exit handlers but no `except SystemExit`).
 PROBE = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 sys.argv = ["run_study.py", *sys.argv[1:]]
-try:
-    runpy.run_path({run_study!r}, run_name="__main__")
-    code = 0
-except SystemExit as e:
-    code = e.code
-ray = sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))
-print(json.dumps({{"code": code, "ray": ray}}))
+atexit.register(lambda: print(json.dumps(
+    {{"ray": sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))}}), flush=True))
+runpy.run_path({run_study!r}, run_name="__main__")
 """
 
 
@@ -54,7 +51,7 @@ def _run(args: list[str], cwd: Path) -> dict[str, object]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {"code": done.returncode, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 @pytest.mark.parametrize("command", [["run", "--dry-run"], ["validate"]], ids=["dry_run", "validate"])

@@ -58,21 +58,20 @@ def _cli_without_cuda(
     study: Path, cwd: Path
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], float]:
     """`run_study.py run` in a fresh interpreter that sees no CUDA device; also reports Ray's imports."""
+    # An exit handler reports: the command may end with `os._exit`, which runs exit handlers only.
     probe = (
-        "import json, runpy, sys\n"
+        "import atexit, json, runpy, sys\n"
         f"sys.argv = ['run_study.py', 'run', {str(study)!r}]\n"
-        "try:\n"
-        f"    runpy.run_path({str(RUN_STUDY)!r}, run_name='__main__'); code = 0\n"
-        "except SystemExit as e:\n"
-        "    code = e.code\n"
-        "print(json.dumps({'code': code, 'ray': 'ray' in sys.modules}))\n"
+        "atexit.register(lambda: print(json.dumps({'ray': 'ray' in sys.modules}), flush=True))\n"
+        f"runpy.run_path({str(RUN_STUDY)!r}, run_name='__main__')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
-    return done, json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+    probe_out = json.loads(done.stdout.strip().splitlines()[-1])
+    return done, {"code": done.returncode, **probe_out}, time.perf_counter() - t0
 
 
 @pytest.mark.parametrize(
