@@ -207,12 +207,43 @@ def run_icbench(
     # The search's own window, as the peer measures its own (Tuner.fit): first trial start to last trial end.
     window = (trials["end_time"].max() - trials["start_time"].min()).total_seconds()
     return {
+        "split": _split(done, window, args.concurrency),
         "wall": wall,
         "train": train,
         "points": [(float(a), float(m)) for a, m in zip(done["val_acc"], done["macs"], strict=True)],
         "complete": len(done),
         "own_overhead": 1.0 - train / (args.concurrency * window) if window > 0 else float("nan"),
     }
+
+
+def _split(done: Any, window: float, concurrency: int) -> dict[str, Any]:
+    """Where the search's slot-seconds outside training went: inside each slot's first trial (a fresh
+    worker: imports, first use, a WLD teacher), inside the later trials (ask to tell, less the training
+    loop), and between trials (slots with no trial: start-up stagger, the last trials' tail)."""
+    ordered = done.sort_values("start_time")
+    spans = (ordered["end_time"] - ordered["start_time"]).dt.total_seconds()
+    outside = (spans - ordered["train_time_s"]).tolist()
+    first, later = outside[:concurrency], outside[concurrency:]
+    return {
+        "slot_seconds": concurrency * window,
+        "first": sum(first),
+        "first_each": first,
+        "later": sum(later),
+        "later_each": statistics.mean(later) if later else math.nan,
+        "between": concurrency * window - float(spans.sum()),
+    }
+
+
+def _split_line(side: str, split: dict[str, Any]) -> str:
+    pct = 100.0 / split["slot_seconds"]
+    each = ", ".join(f"{x:.1f}" for x in split["first_each"])
+    return (
+        f"  {side}: of {split['slot_seconds']:.0f} slot-seconds in the search, outside training: "
+        f"{split['first']:.1f} s in the slots' first trials ({each}; {pct * split['first']:.1f} %), "
+        f"{split['later']:.1f} s in the later trials ({split['later_each']:.2f} s each; "
+        f"{pct * split['later']:.1f} %), {split['between']:.1f} s between trials "
+        f"({pct * split['between']:.1f} %)"
+    )
 
 
 def part_study(args: argparse.Namespace, peer: Path) -> None:
@@ -226,6 +257,7 @@ def part_study(args: argparse.Namespace, peer: Path) -> None:
     )
     rows, hvs = [], {"peer": [], "icbench": []}
     shares: dict[str, list[tuple[float, float]]] = {}
+    splits: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="icbench-peer-"))
     sides = ("peer", "icbench") + (("icbench IC+WLD",) if args.ic_wld else ())
     for seed in args.seeds:
@@ -242,6 +274,8 @@ def part_study(args: argparse.Namespace, peer: Path) -> None:
             h = hv(r["points"], ref) if side in hvs else math.nan  # IC+WLD searches another space
             if side in hvs:
                 hvs[side].append(h)
+            if "split" in r:
+                splits.append(_split_line(f"{side} seed {seed}", r["split"]))
             rows.append([
                 side, seed, r["complete"], f"{r['wall']:.0f}", f"{100 * outside:.1f} %",
                 f"{100 * r['own_overhead']:.1f} %", f"{best:.4f}", "-" if math.isnan(h) else f"{h:.4f}",
@@ -276,6 +310,9 @@ def part_study(args: argparse.Namespace, peer: Path) -> None:
         print(
             f"  {side}: outside training {100 * whole:.1f} % of the command, {100 * search:.1f} % of the search"
         )
+    if splits:
+        print("icbench's search, split by where its slot time outside training went (from the study's trials):")
+        print("\n".join(splits))
     if len(hvs["icbench"]) > 1:
         print(f"icbench HV over seeds {args.seeds}: {mean_std(hvs['icbench'], '{:.4f}')} (mean ± sample std)")
     if hvs["peer"] and hvs["icbench"]:

@@ -4,6 +4,7 @@ side and prints both rows, then the per-candidate recipe table; a second run res
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,12 @@ def test_smoke_runs_both_sides_and_resumes_the_recipe_cells(tmp_path: Path) -> N
     ic_wld = [w for w in table if w[:2] == ["icbench", "IC+WLD"]]  # icbench's IC + WLD study, 2 trials
     assert len(ic_wld) == 1 and ic_wld[0][3] == "2" and ic_wld[0][-1] == "-"
     assert "icbench IC+WLD: outside training" in out.stdout
+    # The split of icbench's in-search share adds up to the table's "in the search" column.
+    for side, words in (("icbench seed 0", rows["icbench"]), ("icbench IC+WLD seed 0", ic_wld[0])):
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"  {side}: of "))
+        parts = [float(x) for x in re.findall(r"([0-9.]+) %\)", line)]
+        in_search = float(words[6] if side == "icbench seed 0" else words[7])
+        assert len(parts) == 3 and abs(sum(parts) - in_search) < 0.25, (line, in_search)
     assert "icbench / peer" in out.stdout
     cells = [json.loads(ln) for ln in results.read_text().splitlines()]
     assert sorted(c["key"][-1] for c in cells) == ["icbench", "icbench, previous default", "peer"]
