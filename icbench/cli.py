@@ -285,17 +285,21 @@ def entry(prog: str = PROG) -> NoReturn:
 
 
 def exit_now(code: int) -> NoReturn:
-    """Exit with `code`, skipping the interpreter's teardown when torch is loaded.
+    """Exit with `code`, skipping the interpreter's teardown after a successful command that loaded torch.
 
-    Python's finalisation frees every module's objects one by one; with torch, torchvision, Ray and pandas
-    loaded it took 1.9-2.6 s after a study's last line here (`benchmarks/cli_latency.py` measures it).
-    Everything a command writes is closed by then: the exit handlers (logging, Ray, temporary folders) still
-    run and the standard streams are flushed, then the process ends (`os._exit`).
+    Python's finalisation frees every module's objects one by one; with torch, Ray and pandas loaded that
+    takes seconds (`benchmarks/cli_latency.py` measures it). After a success everything the command wrote
+    is closed: the steps of the interpreter's own exit that matter still run (non-daemon threads joined,
+    exit handlers such as logging's and Ray's, the standard streams flushed), then the process ends
+    (`os._exit`). A failed command (an error, a full disk, an interrupt) may leave files or writers half
+    closed, so it keeps Python's whole teardown, as does a light command (a normal exit is quick).
     """
-    if "torch" not in sys.modules:  # a light command (a refused study, --version): a normal exit is quick
+    if code != 0 or "torch" not in sys.modules:
         sys.exit(code)
     import atexit
+    import threading
 
+    threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's first step at exit
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

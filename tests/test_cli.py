@@ -284,31 +284,44 @@ def test_verbose_validate_never_prints_a_storage_password(tmp_path: Path, capsys
 
 # ------------------------------------------------------------------------------------- exit without teardown
 
-#: Ends like the command: writes unflushed output, registers an exit handler, then `exit_now(CODE)`.
+#: Ends like the command: writes unflushed output, registers an exit handler, then `exit_now(CODE)`;
+#: a marker says whether it ended through `os._exit` (no teardown).
 EXIT_PROBE = """
-import atexit, sys
+import atexit, os, sys
 from pathlib import Path
 from icbench.cli import exit_now
-if sys.argv[1] == "torch":
+heavy, code, handler, fast = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+if heavy == "torch":
     import torch
-atexit.register(lambda: Path(sys.argv[2]).write_text("ran"))
+real_exit = os._exit
+os._exit = lambda status: (fast.write_text("fast"), real_exit(status))
+atexit.register(lambda: handler.write_text("ran"))
 print("last line, still in the buffer", end="")
 print("to stderr", end="", file=sys.stderr)
-exit_now(7)
+exit_now(code)
 """
 
 
-@pytest.mark.parametrize("heavy", ["torch", "light"])
-def test_exit_now_keeps_the_exit_status_the_output_and_the_exit_handlers(tmp_path: Path, heavy: str) -> None:
-    """With torch loaded the command skips Python's teardown (os._exit): nothing it printed or registered
-    to run at exit may be lost, and the exit status stays the command's."""
-    marker = tmp_path / "atexit.txt"
+@pytest.mark.parametrize(
+    ("heavy", "code", "fast"),
+    [("torch", 0, True), ("torch", 7, False), ("light", 0, False)],
+    ids=["torch_success", "torch_failure", "light"],
+)
+def test_exit_now_keeps_the_exit_status_the_output_and_the_exit_handlers(
+    tmp_path: Path, heavy: str, code: int, fast: bool
+) -> None:
+    """After a success with torch loaded the command skips Python's teardown (os._exit): nothing it printed
+    or registered to run at exit may be lost, and the exit status stays the command's. A failure, or a
+    command without torch, exits normally."""
+    handler, marker = tmp_path / "atexit.txt", tmp_path / "fast.txt"
     done = subprocess.run(
-        [sys.executable, "-c", EXIT_PROBE, heavy, str(marker)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 7, done.stderr
+        [sys.executable, "-c", EXIT_PROBE, heavy, str(code), str(handler), str(marker)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == code, done.stderr
     assert done.stdout == "last line, still in the buffer" and done.stderr == "to stderr"
-    assert marker.read_text() == "ran"
+    assert handler.read_text() == "ran"
+    assert marker.exists() is fast
 
 
 def test_the_command_entries_exit_through_exit_now() -> None:

@@ -93,6 +93,35 @@ class _TensorBoard:
             w.close()
         self.writers.clear()
 
+    def discard(self) -> None:
+        """Let go of every writer after a failed write (a full disk), dropping what it still holds."""
+        for w in self.writers.values():
+            _drop_writer(w)
+        self.writers.clear()
+
+
+def _drop_writer(writer: Any) -> None:
+    """Stop a tensorboardX `SummaryWriter` whose files take no more bytes, without writing what it holds.
+
+    Closing it would flush, fail again, and leave its thread and its exit handler to try once more: a
+    traceback after the study's own one-line error. tensorboardX has no call for this, so each step
+    reaches into its event writer, guarded: a tensorboardX that moved them brings back only that traceback.
+    """
+    for file_writer in list((getattr(writer, "all_writers", None) or {}).values()):
+        events = getattr(file_writer, "event_writer", None)
+        if events is None or getattr(events, "_closed", True):
+            continue
+        try:
+            events._closed = True  # its close(), called again by its exit handler, now does nothing
+            events._worker.stop()  # the thread that writes queued events, ended before its file is
+            events._event_queue.close()
+            buffered = events._ev_writer._py_recordio_writer._writer
+            raw = getattr(buffered, "raw", None)
+            (raw or buffered).close()  # closing the raw file drops the unwritable buffer
+        except Exception:  # best effort: tracking never stops a study
+            pass
+    writer.file_writer = writer.all_writers = None
+
 
 class _MLflow:
     def __init__(self, uri: str, experiment: str) -> None:
@@ -192,6 +221,9 @@ class Tracking:
             except Exception as e:
                 self.warn(f"tracking: {name} is off for the rest of this run ({type(e).__name__}: {e})")
                 del self.sinks[name]
+                discard = getattr(sink, "discard", None)
+                if discard is not None:
+                    discard()
 
     def _start(self, number: int, params: dict[str, Any]) -> None:
         if number not in self.written:

@@ -5,6 +5,8 @@ EventAccumulator, MLflow's client); the live progress line and its ETA."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -127,6 +129,37 @@ def test_a_failing_backend_is_said_once_and_switched_off(tmp_path: Path) -> None
     tracking.epoch(0, {}, {**_curve(0, 2)[1]})
     assert len(said) == 1 and "tensorboard is off" in said[0] and "disk full" in said[0]
     assert tracking.sinks == {}
+
+
+#: A tracked trial whose TensorBoard file stops taking bytes (/dev/full) with bytes still in its buffer.
+FULL_DISK_PROBE = """
+import sys
+from icbench.search import load_study
+from icbench.search.tracking import Tracking
+
+tracking = Tracking(load_study(sys.argv[1]), warn=print)
+tracking.epoch(0, {"unit": "ic"}, {"epoch": 1, "val_acc": 0.5})
+record = tracking.sinks["tensorboard"].writers[0].file_writer.event_writer._ev_writer._py_recordio_writer
+record._writer = open("/dev/full", "wb")
+record._writer.write(b"pending")
+tracking.epoch(0, {"unit": "ic"}, {"epoch": 2, "val_acc": 0.6})
+print("sinks left:", sorted(tracking.sinks))
+"""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to stand for a full disk")
+def test_a_tensorboard_writer_on_a_full_disk_is_dropped_without_a_traceback_at_exit(tmp_path: Path) -> None:
+    """After the failed write the study says one line; tensorboardX's own exit handler and writer thread
+    must not print a traceback of the same failure when the process ends."""
+    study = write_study(tmp_path, "track", EXPERIMENT, SPACE)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_PROBE, str(study)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tensorboard is off for the rest of this run (OSError: [Errno 28]" in done.stdout
+    assert "sinks left: []" in done.stdout
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
 
 
 class _Study:
