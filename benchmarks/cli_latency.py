@@ -9,7 +9,7 @@ torch and Ray imported first, then the file read and its names checked (`import 
 The ratio is that over the light path. Target (issue 29): every typo case answers in < 1 s.
 
 Then the end of a command that loaded torch (`icbench sites resnet_cifar`, which builds the network and
-counts its MACs): as shipped (`icbench.cli.exit_now`: the exit handlers run, then `os._exit`) beside the
+counts its MACs): as shipped (`icbench.cli.exit_now`: after a success, the exit handlers run, then `os._exit`) beside the
 same command ending in `sys.exit`, which runs Python's teardown of every loaded module; run alternately.
 
 Usage:
